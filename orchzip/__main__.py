@@ -1,0 +1,3 @@
+from orchzip.cli import main
+
+raise SystemExit(main())

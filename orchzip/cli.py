@@ -1,0 +1,75 @@
+"""The ``orchzip`` command: parse arguments, call one library function, map errors to exits.
+
+Each command family lives in a module of ``orchzip.commands`` with a ``register(subparsers)``
+function; the handler it sets (``func``) gets the parsed args and returns an exit code.
+Library code never prints or exits: only this module and ``orchzip.commands`` do.
+"""
+
+import argparse
+import importlib
+import os
+import sys
+
+from orchzip import __version__
+from orchzip.errors import OrchzipError
+
+# Command modules, in the order `orchzip --help` lists them.
+COMMAND_MODULES = [
+    "quickstart",
+    "build",
+    "run",
+    "state",
+    "schedule",
+    "remote",
+    "serve",
+]
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # the task or operation ran and failed
+EXIT_USAGE = 2  # the user's input was refused
+
+
+def default_state_dir():
+    return os.environ.get("ORCHZIP_STATE_DIR") or os.path.join(os.getcwd(), ".orchzip")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="orchzip",
+        description="Build, run locally, schedule and ship Wallaroo ML Workload Orchestrations.",
+    )
+    parser.add_argument("--version", action="version", version=f"orchzip {__version__}")
+    parser.add_argument(
+        "--state-dir",
+        default=None,
+        help="where orchzip keeps connections, pipelines, tasks and runs "
+        "(default: $ORCHZIP_STATE_DIR or ./.orchzip)",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"orchzip.commands.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"orchzip.commands.{name}":
+                raise
+            continue  # a command family not built yet
+        module.register(subparsers)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.state_dir is None:
+        args.state_dir = default_state_dir()
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return args.func(args) or EXIT_OK
+    except OrchzipError as err:
+        print(f"orchzip: error: {err}", file=sys.stderr)
+        return getattr(err, "exit_code", EXIT_USAGE)
+    except KeyboardInterrupt:
+        print("orchzip: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,25 @@
+"""Shared output helpers for commands: JSON for scripts, aligned tables for people."""
+
+import json
+import sys
+
+
+def add_json_flag(parser):
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+def print_json(value):
+    json.dump(value, sys.stdout, indent=2, sort_keys=True, default=str)
+    sys.stdout.write("\n")
+
+
+def print_table(rows, columns):
+    """Print ``rows`` (dicts) as an aligned table with the given column keys."""
+    if not rows:
+        print("(none)")
+        return
+    cells = [[str(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)).rstrip())
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
