@@ -1,0 +1,1 @@
+"""The ship side: collect, validate and write orchestration zips; inspect them."""
