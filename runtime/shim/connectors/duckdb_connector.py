@@ -1,0 +1,158 @@
+"""DUCKDB connections: a database file and a table (or a query).
+
+Details: ``{"path": "data.duckdb", "table": "houses"}`` or ``{"path": ..., "query": "SELECT ..."}``.
+Writes happen in one transaction that commits at the end, so a failed or killed run leaves
+the table as it was. DuckDB lets one process open a file once, so sources and sinks on the
+same file share one database handle (a cursor each).
+"""
+
+import os
+import re
+
+from ..errors import BadInput, ConfigError, MissingDependency
+from . import Sink, Source
+
+_databases = {}  # absolute path -> duckdb connection, shared within this process
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+
+
+def _duckdb():
+    try:
+        import duckdb
+    except ImportError:
+        raise MissingDependency.from_args("a DUCKDB connection", ["duckdb"]) from None
+    return duckdb
+
+
+def _database(connection, must_exist):
+    path = connection.details.get("path")
+    if not path:
+        raise ConfigError(f"DUCKDB connection {connection.name!r} has no 'path' in its details")
+    path = os.path.abspath(os.path.expanduser(path))
+    if path not in _databases:
+        if must_exist and not os.path.exists(path):
+            raise ConfigError(f"DuckDB file {path} of connection {connection.name!r} does not exist")
+        duckdb = _duckdb()
+        try:
+            _databases[path] = duckdb.connect(path)
+        except duckdb.Error as err:
+            raise ConfigError(f"cannot open DuckDB file {path} of connection {connection.name!r}: {err}") from None
+    return _databases[path]
+
+
+def _quoted(table):
+    if not _IDENTIFIER.match(table or ""):
+        raise ConfigError(f"table name {table!r} is not a plain identifier (letters, digits, _; optional schema.)")
+    return ".".join(f'"{part}"' for part in table.split("."))
+
+
+def _table_of(connection, options):
+    table = options.get("table") or connection.details.get("table")
+    if not table:
+        raise ConfigError(f"DUCKDB connection {connection.name!r} names no 'table' in its details")
+    return table
+
+
+def open_source(connection, query=None, table=None):
+    return DuckDBSource(connection, query=query, table=table)
+
+
+def open_sink(connection, mode="append", table=None, create=True):
+    return DuckDBSink(connection, mode=mode, table=table, create=create)
+
+
+class DuckDBSource(Source):
+    def __init__(self, connection, query=None, table=None):
+        self.connection = connection
+        self._cursor = _database(connection, must_exist=True).cursor()
+        query = query or (None if table else connection.details.get("query"))
+        self.query = query or f"SELECT * FROM {_quoted(_table_of(connection, {'table': table}))}"
+
+    def batches(self, batch_size):
+        duckdb = _duckdb()
+        try:
+            reader = self._cursor.execute(self.query).fetch_record_batch(batch_size)
+        except duckdb.CatalogException as err:
+            raise ConfigError(f"connection {self.connection.name!r}: {_first_line(err)}") from None
+        except duckdb.Error as err:
+            raise BadInput(f"cannot read connection {self.connection.name!r}: {_first_line(err)}") from None
+        for batch in reader:
+            if batch.num_rows:
+                yield batch
+
+    def close(self):
+        if self._cursor is not None:
+            self._cursor.close()
+            self._cursor = None
+
+
+class DuckDBSink(Sink):
+    """Writes every batch inside one transaction; ``commit`` makes them visible together."""
+
+    def __init__(self, connection, mode="append", table=None, create=True):
+        self.connection = connection
+        self.mode = mode
+        self.create = create
+        self.table = _quoted(_table_of(connection, {"table": table}))
+        self.rows_written = 0
+        self._cursor = _database(connection, must_exist=False).cursor()
+        self._cursor.execute("BEGIN TRANSACTION")
+        self._exists = self._table_exists()
+        self._prepared = False
+        if not self._exists and not create:
+            self._fail(ConfigError(f"table {self.table} of connection {connection.name!r} does not exist; create it or pass create=True"))
+
+    def _table_exists(self):
+        name = self.table.replace('"', "").split(".")[-1]
+        found = self._cursor.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]
+        ).fetchall()[0][0]  # fetchall: a half-read result blocks the cursor
+        return found > 0
+
+    def _fail(self, error):
+        self.abort()
+        raise error
+
+    def write(self, batch):
+        duckdb = _duckdb()
+        self._cursor.register("__orchzip_batch", batch)
+        try:
+            if not self._prepared and (self.mode == "overwrite" or not self._exists):
+                self._cursor.execute(f"CREATE OR REPLACE TABLE {self.table} AS SELECT * FROM __orchzip_batch")
+            else:
+                self._cursor.execute(f"INSERT INTO {self.table} BY NAME SELECT * FROM __orchzip_batch")
+            self._prepared = True
+        except duckdb.Error as err:
+            self._fail(BadInput(
+                f"results do not fit table {self.table} of connection {self.connection.name!r} "
+                f"(result columns: {', '.join(batch.schema.names)}): {_first_line(err)}"
+            ))
+        finally:
+            if self._cursor is not None:
+                self._cursor.unregister("__orchzip_batch")
+        self.rows_written += batch.num_rows
+
+    def commit(self):
+        if self._cursor is None:
+            return
+        if not self._prepared and self.mode == "overwrite" and self._exists:
+            self._cursor.execute(f"DELETE FROM {self.table}")  # no rows this run: empty it
+        self._cursor.execute("COMMIT")
+        self._close()
+
+    def abort(self):
+        if self._cursor is None:
+            return
+        try:
+            self._cursor.execute("ROLLBACK")
+        finally:
+            self._close()
+
+    def _close(self):
+        self._cursor.close()
+        self._cursor = None
+
+
+def _first_line(err):
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

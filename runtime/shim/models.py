@@ -1,0 +1,191 @@
+"""Models: map a batch of input rows to a batch shaped as Wallaroo's inference results.
+
+A result batch has the columns Wallaroo returns: ``time`` (one timestamp per batch),
+``in.<column>`` for every input column, ``out.<output>`` (a list per row) and
+``check_failures`` (0 per row: local pipelines have no validation checks).
+"""
+
+import datetime
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .errors import BadInput, MissingDependency, ModelError
+
+__all__ = ["OnnxModel", "SdkPipelineModel", "local_model", "wallaroo_result"]
+
+DEFAULT_TENSOR_COLUMN = "tensor"
+
+
+def local_model(name, entry):
+    """The model of a local pipeline from its entry in the task context."""
+    return OnnxModel(entry["model"], name=name, tensor_column=entry.get("tensor_column"))
+
+
+def _now_ms():
+    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+
+
+def wallaroo_result(batch, outputs):
+    """Assemble a Wallaroo-shaped result from the input batch and ``{name: array}`` outputs."""
+    n = batch.num_rows
+    columns = {"time": pa.array(np.full(n, np.datetime64(_now_ms(), "ms")), pa.timestamp("ms"))}
+    for name, column in zip(batch.schema.names, batch.columns):
+        columns[f"in.{name}"] = column
+    for name, array in outputs.items():
+        columns[f"out.{name}"] = array
+    columns["check_failures"] = pa.array(np.zeros(n, dtype=np.int64))
+    return pa.RecordBatch.from_pydict(columns)
+
+
+def _list_per_row(values):
+    """A [N, k] (or [N]) numpy array as an Arrow list<...> column, one list of k per row."""
+    values = np.asarray(values)
+    n = values.shape[0]
+    flat = np.ascontiguousarray(values.reshape(n, -1))
+    width = flat.shape[1]
+    offsets = pa.array(np.arange(0, n * width + 1, width, dtype=np.int32))
+    return pa.ListArray.from_arrays(offsets, pa.array(flat.reshape(-1)))
+
+
+class OnnxModel:
+    """An ONNX model run by onnxruntime on the CPU.
+
+    :param path: the .onnx file.
+    :param tensor_column: the input column holding each row's features as a list; by
+        default ``tensor``, else the column named like the model's input, else, when every
+        column is numeric, all columns side by side (a CSV of feature columns).
+    """
+
+    def __init__(self, path, name=None, tensor_column=None):
+        self.path = os.fspath(path)
+        self.name = name or os.path.splitext(os.path.basename(self.path))[0]
+        self.tensor_column = tensor_column
+        if not os.path.isfile(self.path):
+            raise ModelError(
+                f"model file {self.path} of pipeline {self.name!r} does not exist; "
+                f"recreate the pipeline with: orchzip pipelines create {self.name} --model FILE.onnx"
+            )
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise MissingDependency.from_args("running an ONNX model", ["onnxruntime"]) from None
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # warnings from the model file are not the user's
+        try:
+            self._session = ort.InferenceSession(
+                self.path, sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as err:  # onnxruntime raises its own untyped errors for bad files
+            first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ModelError(f"cannot load model {self.path}: {first_line}") from None
+        inputs = self._session.get_inputs()
+        if len(inputs) != 1:
+            raise ModelError(
+                f"model {self.path} has {len(inputs)} inputs; orchzip runs models with one "
+                f"tensor input"
+            )
+        self.input_name = inputs[0].name
+        shape = inputs[0].shape
+        self.width = shape[1] if len(shape) == 2 and isinstance(shape[1], int) else None
+        self.output_names = [o.name for o in self._session.get_outputs()]
+
+    def __repr__(self):
+        return f"OnnxModel({self.path!r}, input={self.input_name!r}, width={self.width})"
+
+    def infer_batch(self, batch, row_offset=0):
+        """Run the model on ``batch``; ``row_offset`` numbers rows in error messages."""
+        features = self._features(batch, row_offset)
+        try:
+            results = self._session.run(self.output_names, {self.input_name: features})
+        except Exception as err:
+            raise ModelError(f"model {self.name!r} failed on rows {row_offset}..{row_offset + batch.num_rows - 1}: {err}") from None
+        return wallaroo_result(batch, {n: _list_per_row(r) for n, r in zip(self.output_names, results)})
+
+    def close(self):
+        self._session = None
+
+    def _column_for_tensor(self, batch):
+        names = batch.schema.names
+        for candidate in (self.tensor_column, DEFAULT_TENSOR_COLUMN, self.input_name):
+            if candidate and candidate in names:
+                return batch.column(names.index(candidate)), candidate
+        if self.tensor_column:
+            raise BadInput(f"input rows have no column {self.tensor_column!r} (columns: {', '.join(names)})")
+        return None, None
+
+    def _features(self, batch, row_offset):
+        column, column_name = self._column_for_tensor(batch)
+        if column is None:
+            return self._features_from_scalar_columns(batch)
+        return tensor_to_numpy(column, column_name, self.width, row_offset, self.name)
+
+    def _features_from_scalar_columns(self, batch):
+        names = batch.schema.names
+        if not all(pa.types.is_integer(t) or pa.types.is_floating(t) for t in batch.schema.types):
+            raise BadInput(
+                f"input rows have no 'tensor' column and not only numeric columns "
+                f"(columns: {', '.join(names)}); give the rows a list column named 'tensor'"
+            )
+        if self.width is not None and len(names) != self.width:
+            raise BadInput(
+                f"input rows have {len(names)} numeric columns; model {self.name!r} expects "
+                f"{self.width} features per row"
+            )
+        return np.column_stack([c.to_numpy(zero_copy_only=False) for c in batch.columns]).astype(np.float32)
+
+
+def tensor_to_numpy(column, column_name, width, row_offset, model_name):
+    """A list column (list, large_list or fixed_size_list of numbers) as float32 [N, width].
+
+    The values are taken from Arrow's flat buffer without a Python object per value.
+    """
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    typ = column.type
+    if not (pa.types.is_list(typ) or pa.types.is_large_list(typ) or pa.types.is_fixed_size_list(typ)):
+        raise BadInput(
+            f"column {column_name!r} has type {typ}; the model needs a list of numbers per row"
+        )
+    n = len(column)
+    if column.null_count:
+        first = pc.index(pc.is_null(column), True).as_py()
+        raise BadInput(f"row {row_offset + first} has no value in column {column_name!r}")
+    lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
+    expected = width if width is not None else (int(lengths[0]) if n else 0)
+    bad = np.flatnonzero(lengths != expected)
+    if bad.size:
+        row = int(bad[0])
+        raise BadInput(
+            f"row {row_offset + row} of column {column_name!r} has {int(lengths[row])} values; "
+            f"model {model_name!r} expects {expected}"
+        )
+    values = column.flatten()
+    if values.null_count:
+        raise BadInput(f"column {column_name!r} holds null values inside its lists")
+    flat = values.to_numpy(zero_copy_only=False)
+    return flat.astype(np.float32, copy=False).reshape(n, expected)
+
+
+class SdkPipelineModel:
+    """A pipeline on a Wallaroo instance, inferred through the wallaroo SDK."""
+
+    def __init__(self, name, pipeline):
+        self.name = name
+        self._pipeline = pipeline
+
+    def infer_batch(self, batch, row_offset=0):
+        result = self._pipeline.infer(pa.Table.from_batches([batch]))
+        if not isinstance(result, pa.Table):
+            result = pa.Table.from_pandas(result, preserve_index=False)
+        if "anomaly.count" in result.column_names and "check_failures" not in result.column_names:
+            # Newer Wallaroo versions name the check count anomaly.count.
+            result = result.rename_columns(
+                ["check_failures" if c == "anomaly.count" else c for c in result.column_names]
+            )
+        return result.combine_chunks().to_batches()[0] if result.num_rows else pa.RecordBatch.from_pylist([], schema=result.schema)
+
+    def close(self):
+        pass
