@@ -71,7 +71,10 @@ class DuckDBSource(Source):
     def batches(self, batch_size):
         duckdb = _duckdb()
         try:
-            reader = self._cursor.execute(self.query).fetch_record_batch(batch_size)
+            result = self._cursor.execute(self.query)
+            # duckdb 1.x calls it fetch_record_batch; 2.x renamed it to_arrow_reader.
+            fetch = getattr(result, "to_arrow_reader", None) or result.fetch_record_batch
+            reader = fetch(batch_size)
         except duckdb.CatalogException as err:
             raise ConfigError(f"connection {self.connection.name!r}: {_first_line(err)}") from None
         except duckdb.Error as err:

@@ -197,6 +197,12 @@ class FileSink(Sink):
     def abort(self):
         if self._fh is None:
             return
+        if self._writer is not None:
+            try:
+                self._writer.close()  # or its finaliser writes into the closed file later
+            except Exception:
+                pass
+            self._writer = None
         self._fh.close()
         self._fh = None
         try:

@@ -1,0 +1,152 @@
+"""`orchzip connections ...` and `orchzip pipelines ...`: the local named resources."""
+
+import json
+import os
+import re
+
+from orchzip.errors import ConfigError
+from orchzip.commands._output import add_json_flag, print_json, print_table
+
+SECRET_KEY = re.compile(r"(private_key|secret|token|password|passwd|credential|api_key|apikey)", re.I)
+ENV_REFERENCE = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$")
+
+
+def mask_details(details):
+    """``details`` with secret-looking values hidden; ``${VAR}`` references stay visible."""
+    if isinstance(details, dict):
+        return {
+            k: ("****" if SECRET_KEY.search(str(k)) and isinstance(v, str) and v and not ENV_REFERENCE.match(v)
+                else mask_details(v))
+            for k, v in details.items()
+        }
+    if isinstance(details, list):
+        return [mask_details(v) for v in details]
+    return details
+
+
+def parse_json_object(text, what):
+    try:
+        value = json.loads(text)
+    except ValueError as err:
+        raise ConfigError(f"{what} is not valid JSON ({err.msg} at character {err.pos}): {text[:60]!r}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{what} must be a JSON object like {{\"key\": \"value\"}}, not {type(value).__name__}")
+    return value
+
+
+def _store(args):
+    from orchzip.runtime.store import Store
+    return Store(args.state_dir)
+
+
+def _absolute_paths(connection_type, details):
+    # Relative paths are relative to where the user typed the command, not to a run's
+    # work directory: store them absolute.
+    if connection_type.upper() in ("DUCKDB", "FILE") and isinstance(details.get("path"), str):
+        if "${" not in details["path"]:
+            details["path"] = os.path.abspath(os.path.expanduser(details["path"]))
+    return details
+
+
+def cmd_connections_create(args):
+    details = parse_json_object(args.details, "--details")
+    if args.details_file:
+        with open(args.details_file, encoding="utf-8") as fh:
+            details = {**parse_json_object(fh.read(), args.details_file), **details}
+    store = _store(args)
+    row = store.create_connection(args.name, args.type, _absolute_paths(args.type, details))
+    return _show_connection(args, row)
+
+
+def cmd_connections_get(args):
+    return _show_connection(args, _store(args).get_connection(args.name))
+
+
+def _show_connection(args, row):
+    row = dict(row, details=mask_details(row["details"]))
+    if args.json:
+        print_json(row)
+    else:
+        print(f"{row['name']} ({row['type']}, id {row['id']})")
+        print(json.dumps(row["details"], indent=2, sort_keys=True))
+
+
+def cmd_connections_list(args):
+    rows = [dict(r, details=mask_details(r["details"])) for r in _store(args).list_connections()]
+    if args.json:
+        print_json(rows)
+    else:
+        print_table([dict(r, details=json.dumps(r["details"], sort_keys=True)[:70]) for r in rows], ["name", "type", "details"])
+
+
+def cmd_connections_delete(args):
+    _store(args).delete_connection(args.name)
+    if not args.json:
+        print(f"deleted connection {args.name}")
+
+
+def cmd_pipelines_create(args):
+    row = _store(args).create_pipeline(args.name, args.model, tensor_column=args.tensor_column, replace=args.replace)
+    if args.json:
+        print_json(row)
+    else:
+        print(f"pipeline {row['name']} -> {row['model_path']}")
+
+
+def cmd_pipelines_list(args):
+    rows = _store(args).list_pipelines()
+    if args.json:
+        print_json(rows)
+    else:
+        print_table(rows, ["name", "model_path"])
+
+
+def cmd_pipelines_delete(args):
+    _store(args).delete_pipeline(args.name)
+    if not args.json:
+        print(f"deleted pipeline {args.name}")
+
+
+def register(subparsers):
+    conn = subparsers.add_parser(
+        "connections", help="named data connections (DUCKDB, FILE, BIGQUERY, HTTP) for local runs",
+        description="Named data connections that tasks look up by name. Details may refer to "
+        "environment variables as ${VAR}; they are expanded only when a task runs.",
+    )
+    sub = conn.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = sub.add_parser("create", help="create a connection")
+    p.add_argument("name")
+    p.add_argument("--type", required=True, help="DUCKDB, FILE, BIGQUERY or HTTP")
+    p.add_argument("--details", default="{}", help='JSON object, e.g. \'{"path": "data.duckdb", "table": "houses"}\'')
+    p.add_argument("--details-file", help="a JSON file merged under --details (e.g. a service-account key)")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_connections_create)
+    for action, func, text in (("get", cmd_connections_get, "show one connection (secrets masked)"),
+                               ("delete", cmd_connections_delete, "delete a connection")):
+        p = sub.add_parser(action, help=text)
+        p.add_argument("name")
+        add_json_flag(p)
+        p.set_defaults(func=func)
+    p = sub.add_parser("list", help="list connections (secrets masked)")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_connections_list)
+
+    pipes = subparsers.add_parser(
+        "pipelines", help="named local pipelines (name -> ONNX model file)",
+        description="Local pipelines: a name that tasks infer through, bound to an ONNX model file.",
+    )
+    sub = pipes.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = sub.add_parser("create", help="create a pipeline from an ONNX model file")
+    p.add_argument("name")
+    p.add_argument("--model", required=True, help="path of the .onnx model")
+    p.add_argument("--tensor-column", help="input column holding each row's features (default: tensor)")
+    p.add_argument("--replace", action="store_true", help="replace a pipeline of the same name")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_pipelines_create)
+    p = sub.add_parser("list", help="list pipelines")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_pipelines_list)
+    p = sub.add_parser("delete", help="delete a pipeline")
+    p.add_argument("name")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_pipelines_delete)

@@ -1,0 +1,301 @@
+"""Run-once tasks on this machine: unpack a zip, start main.py in a child process, record it.
+
+Each run gets ``<state>/runs/<run id>/`` holding the unpacked zip (``work/``), the task
+context (args, connections, pipelines; owner-only), the log of everything the task printed,
+and the progress events the shim writes. The child runs in its own process group so that a
+timeout or a kill stops the whole tree it started.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+
+from orchzip.errors import ConfigError, OrchzipError
+from orchzip.runtime.store import utcnow
+
+__all__ = ["RunningTask", "prepare_zip", "start_run", "run_once", "TASK_STATUS_FOR_RUN"]
+
+BOOTSTRAP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "task_bootstrap.py")
+KILL_GRACE_SECONDS = 3.0
+POLL_SECONDS = 0.1
+
+# A run-once task ends with the status of its run, in Wallaroo's words for tasks.
+TASK_STATUS_FOR_RUN = {"success": "success", "failure": "failed", "killed": "killed", "timed_out": "timed_out"}
+
+
+def prepare_zip(store, target):
+    """The zip to run for ``target``: a zip as it is, or a folder built into one first."""
+    target = os.path.abspath(target)
+    if os.path.isdir(target):
+        from orchzip.builder import build
+        return build(target, store.dir_for("builds")).zip_path
+    if not os.path.isfile(target):
+        raise ConfigError(f"{target} is neither an orchestration folder nor a zip file")
+    return target
+
+
+def find_main(work_dir):
+    """main.py at the root of the unpacked zip, else the first one in a subfolder (as Wallaroo)."""
+    if os.path.isfile(os.path.join(work_dir, "main.py")):
+        return os.path.join(work_dir, "main.py")
+    for root, dirs, files in os.walk(work_dir):
+        dirs.sort()
+        if "main.py" in files:
+            return os.path.join(root, "main.py")
+    raise ConfigError("the zip holds no main.py; an orchestration needs main.py at its root")
+
+
+def task_context(store, task, run_id):
+    """What the shim (or the wallaroo stand-in) inside the task may see."""
+    return {
+        "task_id": task["id"],
+        "run_id": run_id,
+        "args": task["args"],
+        "connections": {
+            c["name"]: {k: c[k] for k in ("id", "type", "details", "created_at", "workspace_names")}
+            for c in store.list_connections()
+        },
+        "pipelines": {
+            p["name"]: {"model": p["model_path"], "tensor_column": p["tensor_column"]}
+            for p in store.list_pipelines()
+        },
+        "workspaces": [w["name"] for w in store.list_workspaces()],
+    }
+
+
+def _write_private(path, text):
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+class RunningTask:
+    """One started run: poll it, wait for it, or kill it; every end is recorded in the store."""
+
+    def __init__(self, store, task, run, process, run_dir, timeout):
+        self.store, self.task, self.run, self.process = store, task, run, process
+        self.run_dir = run_dir
+        self.timeout = timeout
+        self.started = time.monotonic()
+        self.events_path = os.path.join(run_dir, "events.jsonl")
+        self._events_offset = 0
+        self._log_offset = 0
+        self.progress = {}
+        self.final = None
+
+    @property
+    def run_id(self):
+        return self.run["id"]
+
+    def read_events(self):
+        """New progress events since the last call (each a dict)."""
+        try:
+            with open(self.events_path, encoding="utf-8") as fh:
+                fh.seek(self._events_offset)
+                chunk = fh.read()
+        except FileNotFoundError:
+            return []
+        complete = chunk[: chunk.rfind("\n") + 1]
+        self._events_offset += len(complete.encode("utf-8"))
+        events = [json.loads(line) for line in complete.splitlines() if line.strip()]
+        if events:
+            self.progress = events[-1]
+        return events
+
+    def poll(self):
+        """The final run record if the run has ended (recording it), else None."""
+        if self.final is not None:
+            return self.final
+        if self.timeout and time.monotonic() - self.started > self.timeout:
+            return self.kill("timed_out", f"timed out after {self.timeout:g} s")
+        code = self.process.poll()
+        if code is None:
+            return None
+        self._reap_leftovers()
+        return self._finish("success" if code == 0 else "failure", code)
+
+    def read_output(self):
+        """What the task printed since the last call (stdout and stderr, as text)."""
+        try:
+            with open(self.run["log_path"], "rb") as fh:
+                fh.seek(self._log_offset)
+                chunk = fh.read()
+        except (OSError, TypeError):
+            return ""
+        self._log_offset += len(chunk)
+        return chunk.decode("utf-8", "replace")
+
+    def wait(self, on_event=None, on_output=None, should_stop=None):
+        """Block until the run ends.
+
+        :param on_event: called with each progress event (a dict) the task reports.
+        :param on_output: called with each new piece of the task's output.
+        :param should_stop: polled; when it returns true the run is killed.
+        """
+        while True:
+            final = self.poll()
+            for event in self.read_events():
+                if on_event is not None:
+                    on_event(event)
+            if on_output is not None:
+                text = self.read_output()
+                if text:
+                    on_output(text)
+            if final is not None:
+                return final
+            if should_stop is not None and should_stop():
+                return self.kill("killed", "killed on request")
+            time.sleep(POLL_SECONDS)
+
+    def kill(self, status="killed", reason="killed on request"):
+        """Stop the whole process tree (TERM, then KILL after a grace period) and record it."""
+        if self.final is not None:
+            return self.final
+        kill_tree(self.process.pid, KILL_GRACE_SECONDS)
+        code = self.process.wait()
+        return self._finish(status, code, reason)
+
+    def _reap_leftovers(self):
+        # main.py is done; anything it left running in its group goes with it.
+        kill_tree(self.process.pid, 0.5)
+
+    def _finish(self, status, exit_code, error=None):
+        self.read_events()
+        if error is None and status == "failure":
+            error = last_error_line(self.run["log_path"]) or f"main.py exited with code {exit_code}"
+        stats = {k: self.progress.get(k) for k in ("rows_read", "rows_inferred", "rows_written", "seconds")}
+        self.final = self.store.update_run(
+            self.run_id, status=status, exit_code=exit_code, ended_at=utcnow(), error=error, **stats
+        )
+        if self.task["kind"] == "run_once":
+            self.store.update_task(self.task["id"], status=TASK_STATUS_FOR_RUN[status])
+        return self.final
+
+
+def kill_tree(pid, grace):
+    """TERM the process group of ``pid`` and every descendant; KILL what is left after ``grace``."""
+    try:
+        victims = [psutil.Process(pid)] + psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        victims = []
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        pass
+    for proc in victims:
+        try:
+            proc.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(victims, timeout=grace)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
+def last_error_line(log_path, max_bytes=65536):
+    """The last line of the log that says what went wrong (an error or exception line)."""
+    try:
+        with open(log_path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - max_bytes))
+            lines = fh.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        text = line.strip()
+        if text.startswith("orchzip: error:"):
+            return text[len("orchzip: error:"):].strip()
+        if text and not text.startswith(("File ", "^", "~")) and ("Error" in text or "Exception" in text):
+            return text
+    return None
+
+
+def start_run(store, task, python=None, extra_env=None, python_path=()):
+    """Unpack the task's zip into a fresh run directory and start main.py; returns RunningTask.
+
+    :param python: the interpreter to run the task with (default: orchzip's own).
+    :param extra_env: environment variables for the task, over orchzip's own environment.
+    :param python_path: directories put on the task's ``PYTHONPATH`` after the zip's root.
+    """
+    from orchzip.builder import safe_extract
+
+    run = store.create_run(task["id"])
+    run_dir = store.dir_for("runs", run["id"])
+    work_dir = os.path.join(run_dir, "work")
+    log_path = os.path.join(run_dir, "log.txt")
+    try:
+        safe_extract(task["source"], work_dir)
+        main_py = find_main(work_dir)
+        context_path = os.path.join(run_dir, "context.json")
+        _write_private(context_path, json.dumps(task_context(store, task, run["id"]), indent=1))
+        _write_private(os.path.join(work_dir, "arguments.json"), json.dumps(task["args"]))
+    except OrchzipError as err:
+        store.update_run(run["id"], status="failure", ended_at=utcnow(), error=str(err), work_dir=work_dir)
+        if task["kind"] == "run_once":
+            store.update_task(task["id"], status="failed")
+        raise
+    env = dict(os.environ)
+    env.update(extra_env or {})
+    env.update(
+        ORCHZIP_CONTEXT=context_path,
+        ORCHZIP_EVENTS=os.path.join(run_dir, "events.jsonl"),
+        ORCHZIP_RUN_ID=run["id"],
+        ORCHZIP_TASK_ID=task["id"],
+        WALLAROO_TASK_ID=task["id"],
+        PYTHONPATH=os.pathsep.join([work_dir, *python_path]),
+        PYTHONUNBUFFERED="1",
+        PYTHONDONTWRITEBYTECODE="1",
+    )
+    log = open(log_path, "ab")
+    try:
+        process = subprocess.Popen(
+            [python or sys.executable, BOOTSTRAP, main_py],
+            cwd=os.path.dirname(main_py),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: a kill reaches the whole tree
+        )
+    finally:
+        log.close()
+    run = store.update_run(
+        run["id"], pid=process.pid, started_at=utcnow(), log_path=log_path, work_dir=work_dir
+    )
+    if task["kind"] == "run_once":
+        store.update_task(task["id"], status="started")
+    return RunningTask(store, task, run, process, run_dir, task.get("timeout"))
+
+
+def run_once(store, target, args=None, timeout=None, name=None, python=None, on_event=None, on_output=None):
+    """Run ``target`` (a zip or an orchestration folder) once, to the end; returns the run.
+
+    :param args: the task args (a JSON object) main.py reads.
+    :param timeout: seconds before the run is killed and recorded ``timed_out``.
+    :param on_event: called with each progress event the task reports.
+    :param on_output: called with each new piece of the task's output.
+    """
+    if timeout is not None and timeout <= 0:
+        raise ConfigError(f"timeout must be a positive number of seconds, not {timeout}")
+    zip_path = prepare_zip(store, target)
+    task = store.create_task(
+        "run_once", zip_path, args=args or {}, name=name or os.path.basename(target.rstrip("/")), timeout=timeout
+    )
+    running = start_run(store, task, python=python)
+    try:
+        return running.wait(on_event=on_event, on_output=on_output)
+    except BaseException:
+        running.kill("killed", "orchzip run was interrupted")
+        raise

@@ -1,0 +1,374 @@
+"""orchzip's local state: one SQLite database under the state directory.
+
+It holds named connections, local pipelines, workspaces, tasks and their runs. The database
+runs in WAL mode so that other orchzip commands can read while a run or the scheduler
+writes; the directory and the database are readable by their owner only, because
+connection details may hold credentials.
+"""
+
+import datetime
+import json
+import os
+import sqlite3
+import threading
+import uuid
+
+from orchzip.errors import ConfigError
+
+__all__ = ["Store", "NotFound", "AlreadyExists", "utcnow"]
+
+DB_NAME = "state.db"
+
+
+class NotFound(ConfigError):
+    pass
+
+
+class AlreadyExists(ConfigError):
+    pass
+
+
+def utcnow():
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
+
+
+# Each entry upgrades the schema by one version; never edit a released entry, add one.
+MIGRATIONS = [
+    """
+    CREATE TABLE workspaces (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE connections (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL UNIQUE,
+        type TEXT NOT NULL,
+        details TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE connection_workspaces (
+        connection_id INTEGER NOT NULL REFERENCES connections(id) ON DELETE CASCADE,
+        workspace_id INTEGER NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+        PRIMARY KEY (connection_id, workspace_id)
+    );
+    CREATE TABLE pipelines (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL UNIQUE,
+        model_path TEXT NOT NULL,
+        tensor_column TEXT,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE tasks (
+        id TEXT PRIMARY KEY,
+        name TEXT,
+        kind TEXT NOT NULL,              -- run_once | scheduled
+        status TEXT NOT NULL,            -- pending, started, pending_kill, killed, failed, success, timed_out
+        source TEXT NOT NULL,            -- the zip the task runs
+        args TEXT NOT NULL DEFAULT '{}',
+        timeout REAL,
+        schedule TEXT,
+        workspace_id INTEGER,
+        orch_id TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        task_id TEXT NOT NULL REFERENCES tasks(id),
+        status TEXT NOT NULL,            -- running, success, failure, killed, timed_out
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        started_at TEXT,
+        ended_at TEXT,
+        exit_code INTEGER,
+        pid INTEGER,
+        log_path TEXT,
+        work_dir TEXT,
+        rows_read INTEGER,
+        rows_inferred INTEGER,
+        rows_written INTEGER,
+        seconds REAL,
+        error TEXT
+    );
+    CREATE INDEX runs_by_task ON runs(task_id, created_at);
+    """,
+]
+
+
+class Store:
+    """The state directory's database. Safe to share between threads of one process."""
+
+    def __init__(self, state_dir):
+        self.state_dir = os.path.abspath(state_dir)
+        os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
+        os.chmod(self.state_dir, 0o700)
+        self.path = os.path.join(self.state_dir, DB_NAME)
+        fresh = not os.path.exists(self.path)
+        if fresh:
+            # Create the file owner-only before SQLite writes anything into it.
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA busy_timeout=30000")
+        self._migrate()
+
+    def close(self):
+        self._db.close()
+
+    def dir_for(self, *parts):
+        """A directory inside the state directory, created owner-only if missing."""
+        path = os.path.join(self.state_dir, *parts)
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        return path
+
+    # -- plumbing -----------------------------------------------------------------------
+    def _migrate(self):
+        with self.transaction() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in script.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {number}")
+
+    def transaction(self):
+        return _Transaction(self)
+
+    def _query(self, sql, params=()):
+        with self._lock:
+            return [dict(r) for r in self._db.execute(sql, params).fetchall()]
+
+    def _one(self, sql, params, what):
+        rows = self._query(sql, params)
+        if not rows:
+            raise NotFound(what)
+        return rows[0]
+
+    # -- workspaces -----------------------------------------------------------------------
+    def create_workspace(self, name):
+        try:
+            with self.transaction() as db:
+                db.execute("INSERT INTO workspaces(name, created_at) VALUES (?, ?)", (name, utcnow()))
+        except sqlite3.IntegrityError:
+            raise AlreadyExists(f"workspace {name!r} already exists") from None
+        return self.get_workspace(name)
+
+    def get_workspace(self, name=None, id=None):
+        if id is not None:
+            return self._one("SELECT * FROM workspaces WHERE id = ?", (id,), f"no workspace with id {id}")
+        return self._one("SELECT * FROM workspaces WHERE name = ?", (name,), f"no workspace named {name!r}")
+
+    def list_workspaces(self):
+        return self._query("SELECT * FROM workspaces ORDER BY id")
+
+    # -- connections ----------------------------------------------------------------------
+    def create_connection(self, name, type, details):
+        if not name or not isinstance(name, str):
+            raise ConfigError("a connection needs a non-empty name")
+        if not isinstance(details, dict):
+            raise ConfigError(f"details of connection {name!r} must be a JSON object")
+        try:
+            with self.transaction() as db:
+                db.execute(
+                    "INSERT INTO connections(name, type, details, created_at) VALUES (?, ?, ?, ?)",
+                    (name, str(type).upper(), json.dumps(details), utcnow()),
+                )
+        except sqlite3.IntegrityError:
+            raise AlreadyExists(
+                f"connection {name!r} already exists; delete it first: orchzip connections delete {name}"
+            ) from None
+        return self.get_connection(name)
+
+    def get_connection(self, name=None, id=None):
+        if id is not None:
+            row = self._one("SELECT * FROM connections WHERE id = ?", (id,), f"no connection with id {id}")
+        else:
+            rows = self._query("SELECT * FROM connections WHERE name = ?", (name,))
+            if not rows:
+                from orchzip.errors import UnknownConnection
+                raise UnknownConnection.from_args(name, [c["name"] for c in self.list_connections()])
+            row = rows[0]
+        return self._connection_row(row)
+
+    def list_connections(self, workspace_id=None):
+        if workspace_id is None:
+            rows = self._query("SELECT * FROM connections ORDER BY name")
+        else:
+            rows = self._query(
+                "SELECT c.* FROM connections c JOIN connection_workspaces cw ON cw.connection_id = c.id "
+                "WHERE cw.workspace_id = ? ORDER BY c.name",
+                (workspace_id,),
+            )
+        return [self._connection_row(r) for r in rows]
+
+    def delete_connection(self, name):
+        self.get_connection(name)
+        with self.transaction() as db:
+            db.execute("DELETE FROM connections WHERE name = ?", (name,))
+
+    def add_connection_to_workspace(self, connection_id, workspace_id):
+        self.get_connection(id=connection_id)
+        self.get_workspace(id=workspace_id)
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO connection_workspaces(connection_id, workspace_id) VALUES (?, ?)",
+                (connection_id, workspace_id),
+            )
+
+    def remove_connection_from_workspace(self, connection_id, workspace_id):
+        with self.transaction() as db:
+            db.execute(
+                "DELETE FROM connection_workspaces WHERE connection_id = ? AND workspace_id = ?",
+                (connection_id, workspace_id),
+            )
+
+    def _connection_row(self, row):
+        row["details"] = json.loads(row["details"])
+        row["workspace_names"] = [
+            r["name"]
+            for r in self._query(
+                "SELECT w.name FROM workspaces w JOIN connection_workspaces cw ON cw.workspace_id = w.id "
+                "WHERE cw.connection_id = ? ORDER BY w.name",
+                (row["id"],),
+            )
+        ]
+        return row
+
+    # -- pipelines ------------------------------------------------------------------------
+    def create_pipeline(self, name, model_path, tensor_column=None, replace=False):
+        model_path = os.path.abspath(model_path)
+        if not os.path.isfile(model_path):
+            raise ConfigError(f"model file {model_path} does not exist; give the path of an .onnx file")
+        verb = "INSERT OR REPLACE" if replace else "INSERT"
+        try:
+            with self.transaction() as db:
+                db.execute(
+                    f"{verb} INTO pipelines(name, model_path, tensor_column, created_at) VALUES (?, ?, ?, ?)",
+                    (name, model_path, tensor_column, utcnow()),
+                )
+        except sqlite3.IntegrityError:
+            raise AlreadyExists(
+                f"pipeline {name!r} already exists; delete it first: orchzip pipelines delete {name}"
+            ) from None
+        return self.get_pipeline(name)
+
+    def get_pipeline(self, name):
+        rows = self._query("SELECT * FROM pipelines WHERE name = ?", (name,))
+        if not rows:
+            from orchzip.errors import UnknownPipeline
+            raise UnknownPipeline.from_args(name, [p["name"] for p in self.list_pipelines()])
+        return rows[0]
+
+    def list_pipelines(self):
+        return self._query("SELECT * FROM pipelines ORDER BY name")
+
+    def delete_pipeline(self, name):
+        self.get_pipeline(name)
+        with self.transaction() as db:
+            db.execute("DELETE FROM pipelines WHERE name = ?", (name,))
+
+    # -- tasks and runs -------------------------------------------------------------------
+    def create_task(self, kind, source, args=None, name=None, **fields):
+        now = utcnow()
+        task = dict(
+            id=str(uuid.uuid4()), name=name, kind=kind, status="pending", source=source,
+            args=json.dumps(args or {}), created_at=now, updated_at=now, **fields,
+        )
+        columns = ", ".join(task)
+        with self.transaction() as db:
+            db.execute(f"INSERT INTO tasks({columns}) VALUES ({', '.join('?' * len(task))})", tuple(task.values()))
+        return self.get_task(task["id"])
+
+    def get_task(self, task_id):
+        rows = self._query("SELECT * FROM tasks WHERE id = ? OR id LIKE ? ORDER BY id = ? DESC", (task_id, f"{task_id}%", task_id))
+        if not rows:
+            raise NotFound(f"no task with id {task_id!r}; list them with: orchzip tasks list")
+        if len(rows) > 1 and rows[0]["id"] != task_id:
+            raise ConfigError(f"task id {task_id!r} is ambiguous; give more characters")
+        return self._task_row(rows[0])
+
+    def list_tasks(self, kind=None):
+        if kind:
+            rows = self._query("SELECT * FROM tasks WHERE kind = ? ORDER BY created_at", (kind,))
+        else:
+            rows = self._query("SELECT * FROM tasks ORDER BY created_at")
+        return [self._task_row(r) for r in rows]
+
+    def update_task(self, task_id, **fields):
+        self._update("tasks", task_id, fields)
+        return self.get_task(task_id)
+
+    def _task_row(self, row):
+        row["args"] = json.loads(row["args"] or "{}")
+        return row
+
+    def create_run(self, task_id, **fields):
+        now = utcnow()
+        run = dict(id=str(uuid.uuid4()), task_id=task_id, status="running", created_at=now, updated_at=now, **fields)
+        with self.transaction() as db:
+            db.execute(
+                f"INSERT INTO runs({', '.join(run)}) VALUES ({', '.join('?' * len(run))})", tuple(run.values())
+            )
+        return self.get_run(run["id"])
+
+    def update_run(self, run_id, **fields):
+        self._update("runs", run_id, fields)
+        return self.get_run(run_id)
+
+    def get_run(self, run_id):
+        rows = self._query("SELECT * FROM runs WHERE id = ? OR id LIKE ? ORDER BY id = ? DESC", (run_id, f"{run_id}%", run_id))
+        if not rows:
+            raise NotFound(f"no run with id {run_id!r}; list them with: orchzip runs list")
+        if len(rows) > 1 and rows[0]["id"] != run_id:
+            raise ConfigError(f"run id {run_id!r} is ambiguous; give more characters")
+        return rows[0]
+
+    def list_runs(self, task_id=None, status=None, limit=None):
+        sql, params = "SELECT * FROM runs WHERE 1=1", []
+        if task_id:
+            sql += " AND task_id = ?"
+            params.append(task_id)
+        if status:
+            sql += " AND status = ?"
+            params.append(status)
+        sql += " ORDER BY created_at DESC, rowid DESC"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return self._query(sql, params)
+
+    def _update(self, table, row_id, fields):
+        if not fields:
+            return
+        fields = dict(fields, updated_at=utcnow())
+        assignments = ", ".join(f"{k} = ?" for k in fields)
+        with self.transaction() as db:
+            db.execute(f"UPDATE {table} SET {assignments} WHERE id = ?", (*fields.values(), row_id))
+
+
+class _Transaction:
+    """``with store.transaction() as db:`` runs the block in one IMMEDIATE transaction."""
+
+    def __init__(self, store):
+        self._store = store
+
+    def __enter__(self):
+        self._store._lock.acquire()
+        try:
+            self._store._db.execute("BEGIN IMMEDIATE")
+        except Exception:
+            self._store._lock.release()
+            raise
+        return self._store._db
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            self._store._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        finally:
+            self._store._lock.release()
+        return False
+
+

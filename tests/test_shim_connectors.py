@@ -1,0 +1,116 @@
+"""One contract for every embedded connector: round trip, modes, all-or-nothing writes."""
+
+import pyarrow as pa
+import pytest
+
+from orchzip_shim.connectors import open_sink, open_source
+from orchzip_shim.context import Connection
+from orchzip_shim.errors import BadInput, ConfigError
+
+TARGETS = {
+    "duckdb": lambda tmp: Connection("c", "DUCKDB", {"path": str(tmp / "db.duckdb"), "table": "results"}),
+    "parquet": lambda tmp: Connection("c", "FILE", {"path": str(tmp / "out.parquet")}),
+    "arrow": lambda tmp: Connection("c", "FILE", {"path": str(tmp / "out.arrow")}),
+    "csv": lambda tmp: Connection("c", "FILE", {"path": str(tmp / "out.csv")}),
+    "json": lambda tmp: Connection("c", "FILE", {"path": str(tmp / "out.json")}),
+    "jsonl": lambda tmp: Connection("c", "FILE", {"path": str(tmp / "out.jsonl")}),
+}
+
+
+@pytest.fixture(params=sorted(TARGETS))
+def connection(request, tmp_path):
+    return TARGETS[request.param](tmp_path)
+
+
+def batch(start, n):
+    return pa.RecordBatch.from_pydict({
+        "id": pa.array(range(start, start + n), pa.int64()),
+        "tensor": pa.array([[float(i), float(i) / 2] for i in range(start, start + n)], pa.list_(pa.float64())),
+    })
+
+
+def read_all(connection, batch_size=7):
+    source = open_source(connection)
+    batches = list(source.batches(batch_size))
+    source.close()
+    assert all(b.num_rows <= batch_size for b in batches)
+    return pa.Table.from_batches(batches).to_pydict() if batches else {"id": []}
+
+
+def write(connection, batches, mode="append"):
+    with open_sink(connection, mode=mode) as sink:
+        for b in batches:
+            sink.write(b)
+
+
+def test_written_rows_read_back_in_batches_of_the_asked_size(connection):
+    write(connection, [batch(0, 10), batch(10, 15)])
+    got = read_all(connection)
+    assert got["id"] == list(range(25))
+    assert got["tensor"][3] == [3.0, 1.5]
+
+
+def test_append_adds_rows_and_overwrite_replaces_them(connection):
+    write(connection, [batch(0, 5)])
+    write(connection, [batch(5, 5)], mode="append")
+    assert read_all(connection)["id"] == list(range(10))
+    write(connection, [batch(100, 3)], mode="overwrite")
+    assert read_all(connection)["id"] == [100, 101, 102]
+
+
+def test_a_failure_mid_stream_leaves_the_target_as_it_was(connection):
+    write(connection, [batch(0, 4)])
+    with pytest.raises(RuntimeError):
+        with open_sink(connection, mode="overwrite") as sink:
+            sink.write(batch(50, 4))
+            raise RuntimeError("the task failed halfway")
+    with pytest.raises(RuntimeError):
+        with open_sink(connection, mode="append") as sink:
+            sink.write(batch(60, 4))
+            raise RuntimeError("the task failed halfway")
+    assert read_all(connection)["id"] == [0, 1, 2, 3]
+
+
+def test_a_failed_first_write_creates_nothing(connection, tmp_path):
+    with pytest.raises(RuntimeError):
+        with open_sink(connection, mode="overwrite") as sink:
+            sink.write(batch(0, 4))
+            raise RuntimeError("boom")
+    if connection.type == "FILE":
+        assert not any(p.name.startswith("out") or p.name.startswith(".out") for p in tmp_path.iterdir())
+    else:
+        with pytest.raises(ConfigError):
+            read_all(connection)
+
+
+def test_duckdb_rows_that_do_not_fit_the_table_name_the_columns(tmp_path):
+    conn = TARGETS["duckdb"](tmp_path)
+    write(conn, [batch(0, 2)])
+    wrong = pa.RecordBatch.from_pydict({"other": pa.array([1, 2])})
+    with pytest.raises(BadInput, match="other"):
+        write(conn, [wrong])
+    assert read_all(conn)["id"] == [0, 1]
+
+
+def test_unknown_connection_type_lists_the_known_ones():
+    with pytest.raises(ConfigError, match="DUCKDB, FILE"):
+        open_source(Connection("c", "ORACLE", {}))
+
+
+def test_missing_input_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="nope.parquet"):
+        open_source(Connection("c", "FILE", {"path": str(tmp_path / "nope.parquet")}))
+
+
+def test_unreadable_input_file_is_a_clear_error(tmp_path):
+    path = tmp_path / "broken.parquet"
+    path.write_bytes(b"this is not parquet")
+    with pytest.raises(BadInput, match="broken.parquet"):
+        list(open_source(Connection("c", "FILE", {"path": str(path)})).batches(10))
+
+
+def test_duckdb_query_source(tmp_path):
+    conn = TARGETS["duckdb"](tmp_path)
+    write(conn, [batch(0, 10)])
+    query_conn = Connection("q", "DUCKDB", {"path": conn.details["path"], "query": "SELECT id FROM results WHERE id >= 7"})
+    assert read_all(query_conn)["id"] == [7, 8, 9]
