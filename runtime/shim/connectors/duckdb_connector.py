@@ -71,9 +71,10 @@ class DuckDBSource(Source):
     def batches(self, batch_size):
         duckdb = _duckdb()
         try:
-            result = self._cursor.execute(self.query)
-            # duckdb 1.x calls it fetch_record_batch; 2.x renamed it to_arrow_reader.
-            fetch = getattr(result, "to_arrow_reader", None) or result.fetch_record_batch
+            relation = self._cursor.sql(self.query)
+            # A relation streams Arrow without an extra copy; duckdb 2.x calls the reader
+            # to_arrow_reader, 1.x fetch_arrow_reader.
+            fetch = getattr(relation, "to_arrow_reader", None) or relation.fetch_arrow_reader
             reader = fetch(batch_size)
         except duckdb.CatalogException as err:
             raise ConfigError(f"connection {self.connection.name!r}: {_first_line(err)}") from None
