@@ -1,0 +1,197 @@
+"""End to end through the `orchzip` CLI: real builds, real child processes, real DuckDB files."""
+
+import json
+import os
+import textwrap
+
+import duckdb
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from conftest import REPO, RF_MODEL, XTEST_1K, reference_rows
+
+HOUSEPRICE_LOCAL = os.path.join(REPO, "orchestrations", "houseprice_local")
+
+
+@pytest.fixture
+def tutorial_setup(orchzip_cli, tmp_path):
+    """The tutorial's 1k rows as a FILE input, a DuckDB output, the reference model."""
+    results_db = str(tmp_path / "results.duckdb")
+    assert orchzip_cli("connections", "create", "houseprice_inputs", "--type", "FILE",
+                       "--details", json.dumps({"path": XTEST_1K})).code == 0
+    assert orchzip_cli("connections", "create", "houseprice_results", "--type", "DUCKDB",
+                       "--details", json.dumps({"path": results_db, "table": "results"})).code == 0
+    assert orchzip_cli("pipelines", "create", "houseprice", "--model", RF_MODEL).code == 0
+    return results_db
+
+
+def table_rows(db_path, table="results"):
+    with duckdb.connect(db_path, read_only=True) as db:
+        return db.execute(f"SELECT in_tensor, out_variable FROM {table} ORDER BY rowid").fetchall()
+
+
+def seed_results(db_path):
+    with duckdb.connect(db_path) as db:
+        db.execute("CREATE TABLE results AS SELECT [1.0] AS in_tensor, [2.0] AS out_variable")
+
+
+@pytest.mark.timeout(120)
+def test_reference_model_through_orchzip_run_writes_the_models_predictions(orchzip_cli, tutorial_setup):
+    result = orchzip_cli("run", HOUSEPRICE_LOCAL, "--arg", "batch_size=256", "--json")
+    assert result.code == 0, result
+    run = result.json()
+    assert run["status"] == "success" and run["rows_written"] == 1000
+    rows = table_rows(tutorial_setup)
+    x = np.array([r["tensor"] for r in reference_rows()], dtype=np.float32)
+    expected = ort.InferenceSession(RF_MODEL).run(None, {"float_input": x})[0].ravel()
+    assert len(rows) == 1000
+    np.testing.assert_allclose([r[1][0] for r in rows], expected, rtol=1e-6)
+    assert [r[0] for r in rows[:3]] == [r["tensor"] for r in reference_rows()[:3]]
+    logs = orchzip_cli("runs", "logs", run["id"][:8])
+    assert "rows read: 1000" in logs.out
+
+
+def slow_writer(tmp_path, behaviour):
+    """An orchestration that writes some batches, then hangs or raises before committing."""
+    folder = tmp_path / f"slow_{behaviour}"
+    folder.mkdir()
+    (folder / "main.py").write_text(textwrap.dedent(f"""
+        import os, subprocess, sys, time
+        import orchzip_shim
+
+        task = orchzip_shim.current_task()
+        source = task.connection("houseprice_inputs").source()
+        sink = task.connection("houseprice_results").sink(mode="overwrite", rename=lambda c: c.replace(".", "_"))
+        pipeline = task.pipeline("houseprice")
+
+        def after_batch(stats):
+            if stats.batches == 2:
+                print("two batches written", flush=True)
+                if "{behaviour}" == "hang":
+                    # A grandchild that would outlive a careless kill.
+                    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+                    open("grandchild.pid", "w").write(str(child.pid))
+                    time.sleep(300)
+                raise RuntimeError("the task failed halfway")
+
+        orchzip_shim.run(source, pipeline, sink, batch_size=100, on_batch=after_batch)
+    """))
+    return str(folder)
+
+
+@pytest.mark.timeout(120)
+def test_a_timed_out_run_is_recorded_and_leaves_the_output_unchanged(orchzip_cli, tutorial_setup, tmp_path):
+    seed_results(tutorial_setup)
+    result = orchzip_cli("run", slow_writer(tmp_path, "hang"), "--timeout", "4", "--json")
+    assert result.code == 1, result
+    run = result.json()
+    assert run["status"] == "timed_out"
+    assert table_rows(tutorial_setup) == [([1.0], [2.0])]
+    grandchild = int(open(os.path.join(run["work_dir"], "grandchild.pid")).read())
+    assert not _alive(grandchild), "the timeout must kill the whole process tree"
+    listed = orchzip_cli("runs", "list", "--json").json()
+    assert listed[0]["id"] == run["id"] and listed[0]["status"] == "timed_out"
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as fh:  # a zombie waiting for its reaper is dead too
+        return fh.read().split(")")[-1].split()[0] != "Z"
+
+
+@pytest.mark.timeout(120)
+def test_a_run_that_raises_halfway_fails_and_leaves_the_output_unchanged(orchzip_cli, tutorial_setup, tmp_path):
+    seed_results(tutorial_setup)
+    result = orchzip_cli("run", slow_writer(tmp_path, "raise"))
+    assert result.code == 1
+    assert "the task failed halfway" in result.err
+    assert "two batches written" in result.out
+    assert table_rows(tutorial_setup) == [([1.0], [2.0])]
+
+
+# -- errors a user can cause: one line, non-zero exit, nothing written ---------------------
+
+def assert_one_line_error(result, *fragments):
+    assert result.code != 0, result
+    errors = [line for line in result.err.splitlines() if line.startswith("orchzip: error:")]
+    assert errors, result
+    assert "Traceback" not in result.err, result
+    for fragment in fragments:
+        assert fragment in errors[-1], result
+
+
+@pytest.mark.timeout(120)
+def test_unknown_connection_lists_the_known_names(orchzip_cli, tutorial_setup):
+    result = orchzip_cli("run", HOUSEPRICE_LOCAL, "--arg", "input_connection=nope")
+    assert_one_line_error(result, "'nope'", "houseprice_inputs, houseprice_results")
+    assert not os.path.exists(tutorial_setup)
+
+
+@pytest.mark.timeout(120)
+def test_unknown_pipeline_lists_the_known_names(orchzip_cli, tutorial_setup):
+    result = orchzip_cli("run", HOUSEPRICE_LOCAL, "--arg", "pipeline=nope")
+    assert_one_line_error(result, "'nope'", "known: houseprice")
+
+
+@pytest.mark.timeout(120)
+def test_a_tensor_of_the_wrong_width_names_the_row_and_the_width(orchzip_cli, tutorial_setup, tmp_path):
+    rows = reference_rows()
+    rows[611]["tensor"] = rows[611]["tensor"][:12]
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(rows))
+    assert orchzip_cli("connections", "create", "bad_inputs", "--type", "FILE", "--details",
+                       json.dumps({"path": str(bad)})).code == 0
+    result = orchzip_cli("run", HOUSEPRICE_LOCAL, "--arg", "input_connection=bad_inputs")
+    assert_one_line_error(result, "row 611", "has 12 values", "expects 18")
+    assert not os.path.exists(tutorial_setup)
+
+
+@pytest.mark.timeout(120)
+def test_a_missing_model_file_is_named(orchzip_cli, tutorial_setup, tmp_path):
+    model = tmp_path / "gone.onnx"
+    model.write_bytes(open(RF_MODEL, "rb").read())
+    assert orchzip_cli("pipelines", "create", "gone", "--model", str(model)).code == 0
+    model.unlink()
+    result = orchzip_cli("run", HOUSEPRICE_LOCAL, "--arg", "pipeline=gone")
+    assert_one_line_error(result, "gone.onnx", "does not exist")
+    assert_one_line_error(orchzip_cli("pipelines", "create", "p2", "--model", str(model)), "gone.onnx")
+
+
+def test_invalid_args_json_is_refused_before_anything_runs(orchzip_cli, state_dir):
+    assert_one_line_error(orchzip_cli("run", HOUSEPRICE_LOCAL, "--args", "{batch_size: 5"), "--args is not valid JSON")
+    assert_one_line_error(orchzip_cli("run", HOUSEPRICE_LOCAL, "--args", "[1, 2]"), "must be a JSON object")
+    assert orchzip_cli("runs", "list", "--json").json() == []
+
+
+def test_a_folder_without_main_py_is_refused(orchzip_cli, tmp_path):
+    folder = tmp_path / "empty_orch"
+    folder.mkdir()
+    (folder / "requirements.txt").write_text("")
+    assert_one_line_error(orchzip_cli("run", str(folder)), "main.py")
+
+
+@pytest.mark.timeout(60)
+def test_an_unreadable_input_is_a_clear_error(orchzip_cli, tutorial_setup, tmp_path):
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"PAR1 not really")
+    assert orchzip_cli("connections", "create", "broken", "--type", "FILE", "--details",
+                       json.dumps({"path": str(broken)})).code == 0
+    result = orchzip_cli("run", HOUSEPRICE_LOCAL, "--arg", "input_connection=broken")
+    assert_one_line_error(result, "broken.parquet")
+    assert not os.path.exists(tutorial_setup)
+
+
+def test_connection_secrets_are_masked_and_the_store_is_owner_only(orchzip_cli, state_dir):
+    details = {"private_key": "-----BEGIN PRIVATE KEY-----abc", "token": "${MY_TOKEN}", "dataset": "d"}
+    assert orchzip_cli("connections", "create", "bq", "--type", "BIGQUERY", "--details", json.dumps(details)).code == 0
+    shown = orchzip_cli("connections", "get", "bq", "--json").json()
+    assert shown["details"] == {"private_key": "****", "token": "${MY_TOKEN}", "dataset": "d"}
+    listed = orchzip_cli("connections", "list")
+    assert "BEGIN PRIVATE KEY" not in listed.out
+    assert os.stat(state_dir).st_mode & 0o077 == 0
+    assert os.stat(os.path.join(state_dir, "state.db")).st_mode & 0o077 == 0
+    assert_one_line_error(orchzip_cli("connections", "create", "bq", "--type", "FILE"), "already exists")
