@@ -1,13 +1,24 @@
 """The read -> infer -> write loop: Arrow record batches from a source, through a model,
-into a sink, one batch in memory at a time; the sink commits only when every batch is in."""
+into a sink, a few batches in memory at a time; the sink commits only when every batch is in.
 
+Reading, inferring and writing overlap: a reader thread fetches the next batch and a writer
+thread writes the previous result while the model runs (duckdb, pyarrow and onnxruntime
+release the GIL while they work). Bounded queues between the stages keep memory to a few
+batches however big the table is.
+"""
+
+import queue
+import threading
 import time
 
+from .errors import ConfigError
 from .events import EventWriter
 
 __all__ = ["RunStats", "run", "DEFAULT_BATCH_SIZE"]
 
 DEFAULT_BATCH_SIZE = 10_000
+QUEUE_DEPTH = 2  # batches waiting between two stages
+_END = object()
 
 
 class RunStats:
@@ -35,6 +46,43 @@ class RunStats:
         return f"RunStats({self.summary()})"
 
 
+class _Stage(threading.Thread):
+    """A daemon thread that keeps the first exception its work raised and stops the loop."""
+
+    def __init__(self, name, work, stop):
+        super().__init__(name=name, daemon=True)
+        self._work, self._stop_event = work, stop
+        self.error = None
+
+    def run(self):
+        try:
+            self._work()
+        except BaseException as err:  # the main thread re-raises it
+            self.error = err
+            self._stop_event.set()
+
+
+def _put(q, item, stop):
+    """Put ``item`` unless the loop is stopping; True when it was queued."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _get(q, stop):
+    """The next item, or ``_END`` when the loop is stopping."""
+    while not stop.is_set():
+        try:
+            return q.get(timeout=0.1)
+        except queue.Empty:
+            continue
+    return _END
+
+
 def run(source, model, sink, batch_size=DEFAULT_BATCH_SIZE, on_batch=None):
     """Read ``source`` in batches, infer each with ``model``, write each to ``sink``.
 
@@ -44,28 +92,55 @@ def run(source, model, sink, batch_size=DEFAULT_BATCH_SIZE, on_batch=None):
     :param source: has ``batches(batch_size)`` yielding ``pyarrow.RecordBatch``.
     :param model: has ``infer_batch(batch, row_offset)`` returning a result batch.
     :param sink: a :class:`orchzip_shim.connectors.Sink`.
-    :param batch_size: rows per batch; bounds the memory the loop holds.
-    :param on_batch: optional callable given the :class:`RunStats` after every batch.
+    :param batch_size: rows per batch; with the queue depth it bounds the memory held.
+    :param on_batch: optional callable given the :class:`RunStats` after each batch is
+        written (called from the writing thread; an exception it raises fails the run).
     """
-    if int(batch_size) < 1:
-        from .errors import ConfigError
-        raise ConfigError(f"batch size must be a positive number of rows, not {batch_size!r}")
-    stats = RunStats()
-    events = EventWriter()
-    started = time.perf_counter()
     try:
-        with sink:
-            for batch in source.batches(int(batch_size)):
-                stats.rows_read += batch.num_rows
-                result = model.infer_batch(batch, row_offset=stats.rows_read - batch.num_rows)
-                stats.rows_inferred += result.num_rows
-                sink.write(result)
-                stats.rows_written += result.num_rows
-                stats.batches += 1
-                stats.seconds = time.perf_counter() - started
-                events.emit("batch", **stats.as_dict())
-                if on_batch is not None:
-                    on_batch(stats)
+        batch_size = int(batch_size)
+    except (TypeError, ValueError):
+        batch_size = 0
+    if batch_size < 1:
+        raise ConfigError(f"batch size must be a positive number of rows, not {batch_size!r}")
+    stats, events = RunStats(), EventWriter()
+    started = time.perf_counter()
+    inbox, outbox = queue.Queue(QUEUE_DEPTH), queue.Queue(QUEUE_DEPTH)
+    stop = threading.Event()
+
+    def read():
+        for batch in source.batches(batch_size):
+            if not _put(inbox, batch, stop):
+                return
+        _put(inbox, _END, stop)
+
+    def write():
+        while True:
+            result = _get(outbox, stop)
+            if result is _END:
+                return
+            sink.write(result)
+            stats.rows_written += result.num_rows
+            stats.batches += 1
+            stats.seconds = time.perf_counter() - started
+            events.emit("batch", **stats.as_dict())
+            if on_batch is not None:
+                on_batch(stats)
+
+    reader, writer = _Stage("orchzip-read", read, stop), _Stage("orchzip-write", write, stop)
+    try:
+        with sink:  # commits when the block succeeds, aborts when anything raised
+            reader.start()
+            writer.start()
+            try:
+                _infer_all(model, inbox, outbox, stop, stats)
+                writer.join()
+            finally:
+                stop.set()
+                writer.join()  # never leave the block while the writer still writes
+                reader.join()
+            for stage in (reader, writer):
+                if stage.error is not None:
+                    raise stage.error
         stats.seconds = time.perf_counter() - started
         events.emit("done", **stats.as_dict())
     finally:
@@ -74,3 +149,17 @@ def run(source, model, sink, batch_size=DEFAULT_BATCH_SIZE, on_batch=None):
             close()
         events.close()
     return stats
+
+
+def _infer_all(model, inbox, outbox, stop, stats):
+    """The model's stage, on the calling thread; returns early when another stage failed."""
+    while True:
+        batch = _get(inbox, stop)
+        if batch is _END:
+            break
+        stats.rows_read += batch.num_rows
+        result = model.infer_batch(batch, row_offset=stats.rows_read - batch.num_rows)
+        stats.rows_inferred += result.num_rows
+        if not _put(outbox, result, stop):
+            return
+    _put(outbox, _END, stop)

@@ -74,6 +74,9 @@ class OnnxModel:
             raise MissingDependency.from_args("running an ONNX model", ["onnxruntime"]) from None
         options = ort.SessionOptions()
         options.log_severity_level = 3  # warnings from the model file are not the user's
+        # Idle model threads sleep instead of spinning, leaving the cores to the reader and
+        # writer threads that overlap with inference (see loop.py).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self._session = ort.InferenceSession(
                 self.path, sess_options=options, providers=["CPUExecutionProvider"]
