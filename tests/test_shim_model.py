@@ -108,3 +108,16 @@ def test_env_references_expand_at_run_time_only():
 def test_bad_batch_size_is_refused():
     with pytest.raises(ConfigError, match="batch size"):
         orchzip_shim.run(ListSource([]), OnnxModel(RF_MODEL), ListSink(), batch_size=0)
+
+
+def test_importing_the_shim_loads_no_connector_or_model_library():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, orchzip_shim; "
+        "print(sorted(m for m in ('pyarrow', 'numpy', 'duckdb', 'onnxruntime', 'google', 'pandas') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
