@@ -166,6 +166,12 @@ class RunningTask:
 
     def _finish(self, status, exit_code, error=None):
         self.read_events()
+        # The context may hold connection secrets: it lives only as long as the run.
+        for name in ("context.json", os.path.join("work", "arguments.json")):
+            try:
+                os.unlink(os.path.join(self.run_dir, name))
+            except FileNotFoundError:
+                pass
         if error is None and status == "failure":
             error = last_error_line(self.run["log_path"]) or f"main.py exited with code {exit_code}"
         stats = {k: self.progress.get(k) for k in ("rows_read", "rows_inferred", "rows_written", "seconds")}
