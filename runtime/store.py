@@ -93,6 +93,43 @@ MIGRATIONS = [
     );
     CREATE INDEX runs_by_task ON runs(task_id, created_at);
     """,
+    # 2: scheduled tasks. Times are UTC ISO strings as utcnow() writes them, so they sort
+    # as text. A fire the scheduler did not run (overlap, missed while it was down) is a
+    # row of skipped_fires, not a run: Wallaroo's run statuses have no "skipped".
+    """
+    ALTER TABLE tasks ADD COLUMN tz TEXT;
+    ALTER TABLE tasks ADD COLUMN overlap TEXT;
+    ALTER TABLE tasks ADD COLUMN misfire_grace REAL;
+    ALTER TABLE tasks ADD COLUMN retries INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE tasks ADD COLUMN retry_backoff REAL;
+    ALTER TABLE tasks ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE tasks ADD COLUMN next_fire_at TEXT;
+    ALTER TABLE tasks ADD COLUMN claimed_fire_at TEXT;
+    ALTER TABLE tasks ADD COLUMN retry_at TEXT;
+    ALTER TABLE tasks ADD COLUMN retry_fire_at TEXT;
+    ALTER TABLE tasks ADD COLUMN retry_attempt INTEGER;
+    ALTER TABLE runs ADD COLUMN fire_time TEXT;
+    ALTER TABLE runs ADD COLUMN attempt INTEGER;
+    CREATE INDEX runs_by_status ON runs(status);
+    CREATE TABLE skipped_fires (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        task_id TEXT NOT NULL REFERENCES tasks(id),
+        fire_time TEXT NOT NULL,
+        last_fire_time TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX skipped_by_task ON skipped_fires(task_id, fire_time);
+    CREATE TABLE scheduler_lease (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        pid INTEGER NOT NULL,
+        pid_started REAL,
+        host TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        heartbeat_at TEXT NOT NULL
+    );
+    """,
 ]
 
 
@@ -339,6 +376,85 @@ class Store:
         if limit:
             sql += f" LIMIT {int(limit)}"
         return self._query(sql, params)
+
+    # -- scheduled tasks ----------------------------------------------------------------
+    def claim_fire(self, task_id, expected_next, next_fire_at, claimed_fire_at=None, skipped=()):
+        """Move a scheduled task's next fire on, atomically; False if someone else moved it.
+
+        :param expected_next: the ``next_fire_at`` the caller decided from (compare-and-set).
+        :param claimed_fire_at: a fire whose run is about to start; cleared by ``clear_claim``.
+        :param skipped: ``(fire_time, last_fire_time, count, reason)`` rows to record with it.
+        """
+        with self.transaction() as db:
+            changed = db.execute(
+                "UPDATE tasks SET next_fire_at = ?, claimed_fire_at = ?, updated_at = ? "
+                "WHERE id = ? AND next_fire_at IS ? AND paused = 0 AND status NOT IN ('pending_kill', 'killed')",
+                (next_fire_at, claimed_fire_at, utcnow(), task_id, expected_next),
+            ).rowcount
+            if changed:
+                for row in skipped:
+                    self._insert_skipped(db, task_id, *row)
+        return bool(changed)
+
+    def clear_claim(self, task_id):
+        with self.transaction() as db:
+            db.execute("UPDATE tasks SET claimed_fire_at = NULL WHERE id = ?", (task_id,))
+
+    def record_skipped(self, task_id, fire_time, reason, last_fire_time=None, count=1):
+        with self.transaction() as db:
+            self._insert_skipped(db, task_id, fire_time, last_fire_time or fire_time, count, reason)
+
+    def _insert_skipped(self, db, task_id, fire_time, last_fire_time, count, reason):
+        db.execute(
+            "INSERT INTO skipped_fires(task_id, fire_time, last_fire_time, count, reason, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (task_id, fire_time, last_fire_time, count, reason, utcnow()),
+        )
+
+    def list_skipped(self, task_id, limit=None):
+        sql = "SELECT * FROM skipped_fires WHERE task_id = ? ORDER BY id DESC"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return self._query(sql, (task_id,))
+
+    def running_runs(self, kind=None):
+        """Runs recorded ``running``, optionally only those of tasks of ``kind``."""
+        sql = "SELECT r.* FROM runs r JOIN tasks t ON t.id = r.task_id WHERE r.status = 'running'"
+        params = ()
+        if kind:
+            sql, params = sql + " AND t.kind = ?", (kind,)
+        return self._query(sql + " ORDER BY r.created_at", params)
+
+    # -- the scheduler's lease: one scheduler per state directory --------------------------
+    def acquire_lease(self, pid, pid_started, host, holder_alive):
+        """Take the scheduler lease; returns None when taken, else the live holder's row.
+
+        :param holder_alive: called with the current holder's row; a dead holder's lease is
+            taken over.
+        """
+        with self.transaction() as db:
+            rows = [dict(r) for r in db.execute("SELECT * FROM scheduler_lease WHERE id = 1")]
+            if rows and rows[0]["pid"] != pid and holder_alive(rows[0]):
+                return rows[0]
+            now = utcnow()
+            db.execute(
+                "INSERT OR REPLACE INTO scheduler_lease(id, pid, pid_started, host, started_at, heartbeat_at) "
+                "VALUES (1, ?, ?, ?, ?, ?)",
+                (pid, pid_started, host, now, now),
+            )
+        return None
+
+    def get_lease(self):
+        rows = self._query("SELECT * FROM scheduler_lease WHERE id = 1")
+        return rows[0] if rows else None
+
+    def heartbeat_lease(self, pid):
+        with self.transaction() as db:
+            db.execute("UPDATE scheduler_lease SET heartbeat_at = ? WHERE id = 1 AND pid = ?", (utcnow(), pid))
+
+    def release_lease(self, pid):
+        with self.transaction() as db:
+            db.execute("DELETE FROM scheduler_lease WHERE id = 1 AND pid = ?", (pid,))
 
     def _update(self, table, row_id, fields):
         if not fields:
