@@ -1,0 +1,72 @@
+"""Named data connections, read from orchzip's local state (``orchzip connections create``)."""
+
+import os
+
+from ._local import LocalSurface
+
+__all__ = ["Connection", "ConnectionList"]
+
+# A BIGQUERY connection whose details name an emulator endpoint under this key sends the
+# official client (which reads BIGQUERY_EMULATOR_HOST) there; see the shim's BigQuery connector.
+EMULATOR_DETAILS_KEYS = ("emulator_host", "api_endpoint")
+BIGQUERY_EMULATOR_ENV = "BIGQUERY_EMULATOR_HOST"
+
+
+class Connection(LocalSurface):
+    """One connection: ``name()``, ``connection_type()``, ``details()`` and the rest."""
+
+    _surface_name = "wallaroo.Connection"
+
+    def __init__(self, name, entry):
+        self._name = name
+        self._entry = entry
+
+    def id(self):
+        return self._entry.get("id")
+
+    def name(self):
+        return self._name
+
+    def connection_type(self):
+        return str(self._entry.get("type", "")).upper()
+
+    def details(self):
+        """The details dict, ``${VAR}`` references filled in from the environment."""
+        from orchzip_shim.context import expand_env
+        return expand_env(dict(self._entry.get("details") or {}))
+
+    def created_at(self):
+        return self._entry.get("created_at")
+
+    def workspace_names(self):
+        return list(self._entry.get("workspace_names") or [])
+
+    def add_connection_to_workspace(self, workspace_id):
+        return None  # workspaces do not scope connections in a local run
+
+    def remove_connection_from_workspace(self, workspace_id):
+        return None
+
+    def __repr__(self):
+        # The details may hold a service-account key: never show them.
+        return f"Connection(name={self._name!r}, type={self.connection_type()!r}, id={self.id()!r})"
+
+
+class ConnectionList(list):
+    """A list of Connection (what ``list_connections()`` returns)."""
+
+
+def bind_emulator(connection):
+    """Point google-cloud-bigquery at the emulator a BIGQUERY connection names, if any.
+
+    The task's own ``bigquery.Client(credentials=..., project=...)`` is created after it gets
+    the connection, and the client reads ``BIGQUERY_EMULATOR_HOST`` when it is created.
+    """
+    if connection.connection_type() != "BIGQUERY":
+        return
+    details = connection._entry.get("details") or {}
+    for key in EMULATOR_DETAILS_KEYS:
+        if details.get(key):
+            from orchzip_shim.context import expand_env
+            os.environ[BIGQUERY_EMULATOR_ENV] = expand_env(str(details[key]))
+            return

@@ -1,0 +1,163 @@
+"""Pipelines backed by local ONNX models, inferred by the shim in the task's own process.
+
+A pipeline of orchzip's state (``orchzip pipelines create``) starts deployed, as the
+tutorials' notebooks deploy a pipeline before its orchestration runs; ``deploy()`` and
+``undeploy()`` switch that state for the rest of the process, and ``infer`` on an
+undeployed pipeline is refused as on Wallaroo.
+"""
+
+import pyarrow as pa
+
+from ._local import LocalSurface, NotAvailableLocally, NotDeployed, state
+from .object import DeploymentError, InferenceError
+
+__all__ = ["Pipeline", "Pipelines"]
+
+
+class Pipelines(list):
+    """A list of Pipeline (what ``pipelines_by_name`` and ``list_pipelines`` return)."""
+
+
+class Pipeline(LocalSurface):
+    _surface_name = "wallaroo.Pipeline"
+
+    def __init__(self, record):
+        self._record = record
+
+    def id(self):
+        return self._record["id"]
+
+    def name(self):
+        return self._record["name"]
+
+    def create_time(self):
+        return self._record["created_at"]
+
+    def last_update_time(self):
+        return self._record["created_at"]
+
+    def workspace(self):
+        from .workspace import Workspace
+        return Workspace(self._record["workspace"])
+
+    def steps(self):
+        return list(self._record["steps"])
+
+    def model_configs(self):
+        return list(self._record["steps"])
+
+    def status(self):
+        return {"status": "Running" if self._record["deployed"] else "Undeployed", "local": True}
+
+    # -- building -----------------------------------------------------------------------
+    def add_model_step(self, model_version):
+        self._record["steps"].append(_checked_model(model_version))
+        return self
+
+    def replace_with_model_step(self, index, model_version):
+        self._record["steps"][index] = _checked_model(model_version)
+        return self
+
+    def remove_step(self, index):
+        del self._record["steps"][index]
+        return self
+
+    def clear(self):
+        self._record["steps"].clear()
+        return self
+
+    # -- deployment ---------------------------------------------------------------------
+    def deploy(self, pipeline_name=None, deployment_config=None, wait_for_status=True):
+        steps = self._record["steps"]
+        if not steps:
+            raise DeploymentError(
+                f"pipeline {self.name()!r} has no model step to deploy; add one with "
+                f"pipeline.add_model_step(model) first"
+            )
+        if len(steps) > 1:
+            raise NotAvailableLocally(
+                f"wallaroo.Pipeline.deploy of a pipeline with {len(steps)} steps is not available "
+                f"in an orchzip local run (local pipelines run one model step)"
+            )
+        state().model_runner(steps[0].path, steps[0].tensor_column)  # load it now, as deploy does
+        self._record["deployed"] = True
+        self._record["deployment_config"] = deployment_config
+        return self
+
+    def undeploy(self):
+        self._record["deployed"] = False
+        return self
+
+    # -- inference ----------------------------------------------------------------------
+    def infer(self, tensor, timeout=None, dataset=None, dataset_exclude=None, dataset_separator=None):
+        """Infer a pandas DataFrame or a pyarrow Table; the result is of the same kind.
+
+        Its columns are Wallaroo's: ``time``, ``in.<column>``, ``out.<output>`` (a list per
+        row) and ``check_failures``.
+        """
+        if not self._record["deployed"]:
+            raise NotDeployed(
+                f"pipeline {self.name()!r} is not deployed; call pipeline.deploy() before infer()"
+            )
+        step = self._record["steps"][0]
+        model = state().model_runner(step.path, step.tensor_column)
+        table, as_pandas = _as_table(tensor)
+        result = _infer_table(model, table)
+        return _to_pandas(result) if as_pandas else result
+
+    def infer_from_file(self, filename, data_format=None, timeout=None, **_ignored):
+        """Infer an Arrow IPC file (``.arrow``; result: a Table) or pandas-records JSON (a DataFrame)."""
+        name = str(filename)
+        if name.endswith(".arrow"):
+            with pa.memory_map(name) as source:
+                return self.infer(pa.ipc.open_file(source).read_all())
+        import pandas as pd
+        return self.infer(pd.read_json(name, orient="records"))
+
+    def __repr__(self):
+        steps = [s.name() for s in self._record["steps"]]
+        return (f"Pipeline(name={self.name()!r}, steps={steps}, "
+                f"status={self.status()['status']!r}, local=True)")
+
+    __str__ = __repr__
+
+
+def _checked_model(model_version):
+    from .model import Model
+    if not isinstance(model_version, Model):
+        raise NotAvailableLocally(
+            f"a pipeline step of type {type(model_version).__name__} is not available in an "
+            f"orchzip local run; add a model from wl.upload_model(...) or wl.get_model(...)"
+        )
+    return model_version
+
+
+def _as_table(tensor):
+    import pandas as pd
+    if isinstance(tensor, pd.DataFrame):
+        return pa.Table.from_pandas(tensor, preserve_index=False), True
+    if isinstance(tensor, pa.Table):
+        return tensor, False
+    if isinstance(tensor, pa.RecordBatch):
+        return pa.Table.from_batches([tensor]), False
+    raise InferenceError(
+        f"pipeline.infer got a {type(tensor).__name__}; an orchzip local run infers a "
+        f"pandas DataFrame or a pyarrow Table"
+    )
+
+
+def _infer_table(model, table, max_rows=50_000):
+    batches = table.to_batches(max_chunksize=max_rows) or [
+        pa.RecordBatch.from_pylist([], schema=table.schema)
+    ]
+    results, offset = [], 0
+    for batch in batches:
+        results.append(model.infer_batch(batch, row_offset=offset))
+        offset += batch.num_rows
+    return pa.Table.from_batches(results)
+
+
+def _to_pandas(table):
+    """A DataFrame as the SDK gives it: one column at a time, a list column as arrays per row."""
+    import pandas as pd
+    return pd.DataFrame({name: table.column(name).to_pandas() for name in table.column_names})
