@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import psutil
@@ -228,14 +227,18 @@ def last_error_line(log_path, max_bytes=65536):
     return None
 
 
-def start_run(store, task, python=None, extra_env=None, python_path=()):
+def start_run(store, task, python=None, extra_env=None, python_path=(), no_env=False, on_env_progress=None):
     """Unpack the task's zip into a fresh run directory and start main.py; returns RunningTask.
 
-    :param python: the interpreter to run the task with (default: orchzip's own).
+    :param python: the interpreter to run the task with (default: the environment built from
+        the zip's requirements.txt, see ``environments``).
     :param extra_env: environment variables for the task, over orchzip's own environment.
     :param python_path: directories put on the task's ``PYTHONPATH`` after the zip's root.
+    :param no_env: run the task in orchzip's own interpreter instead of a task environment.
+    :param on_env_progress: called with each line of progress while an environment builds.
     """
     from orchzip.builder import safe_extract
+    from orchzip.runtime.environments import task_interpreter
 
     run = store.create_run(task["id"])
     run_dir = store.dir_for("runs", run["id"])
@@ -247,6 +250,9 @@ def start_run(store, task, python=None, extra_env=None, python_path=()):
         context_path = os.path.join(run_dir, "context.json")
         _write_private(context_path, json.dumps(task_context(store, task, run["id"]), indent=1))
         _write_private(os.path.join(work_dir, "arguments.json"), json.dumps(task["args"]))
+        python, support_path, python_note = task_interpreter(
+            work_dir, python=python, no_env=no_env, on_progress=on_env_progress
+        )
     except OrchzipError as err:
         store.update_run(run["id"], status="failure", ended_at=utcnow(), error=str(err), work_dir=work_dir)
         if task["kind"] == "run_once":
@@ -260,14 +266,16 @@ def start_run(store, task, python=None, extra_env=None, python_path=()):
         ORCHZIP_RUN_ID=run["id"],
         ORCHZIP_TASK_ID=task["id"],
         WALLAROO_TASK_ID=task["id"],
-        PYTHONPATH=os.pathsep.join([work_dir, *python_path]),
+        PYTHONPATH=os.pathsep.join([work_dir, *support_path, *python_path]),
         PYTHONUNBUFFERED="1",
         PYTHONDONTWRITEBYTECODE="1",
     )
     log = open(log_path, "ab")
     try:
+        log.write((python_note + "\n").encode("utf-8"))
+        log.flush()
         process = subprocess.Popen(
-            [python or sys.executable, BOOTSTRAP, main_py],
+            [python, BOOTSTRAP, main_py],
             cwd=os.path.dirname(main_py),
             env=env,
             stdin=subprocess.DEVNULL,
@@ -285,13 +293,16 @@ def start_run(store, task, python=None, extra_env=None, python_path=()):
     return RunningTask(store, task, run, process, run_dir, task.get("timeout"))
 
 
-def run_once(store, target, args=None, timeout=None, name=None, python=None, on_event=None, on_output=None):
+def run_once(store, target, args=None, timeout=None, name=None, python=None, on_event=None, on_output=None,
+             no_env=False, on_env_progress=None):
     """Run ``target`` (a zip or an orchestration folder) once, to the end; returns the run.
 
     :param args: the task args (a JSON object) main.py reads.
     :param timeout: seconds before the run is killed and recorded ``timed_out``.
     :param on_event: called with each progress event the task reports.
     :param on_output: called with each new piece of the task's output.
+    :param no_env: run in orchzip's own interpreter, not the zip's task environment.
+    :param on_env_progress: called with each line of progress while a task environment builds.
     """
     if timeout is not None and timeout <= 0:
         raise ConfigError(f"timeout must be a positive number of seconds, not {timeout}")
@@ -299,7 +310,7 @@ def run_once(store, target, args=None, timeout=None, name=None, python=None, on_
     task = store.create_task(
         "run_once", zip_path, args=args or {}, name=name or os.path.basename(target.rstrip("/")), timeout=timeout
     )
-    running = start_run(store, task, python=python)
+    running = start_run(store, task, python=python, no_env=no_env, on_env_progress=on_env_progress)
     try:
         return running.wait(on_event=on_event, on_output=on_output)
     except BaseException:

@@ -89,8 +89,14 @@ def execute(args, target, task_args):
 
 
 def _environment_options(args):
-    # Per-task environments (built from the zip's requirements.txt) plug in here.
-    return {}
+    """Per-task environments: built from the zip's requirements.txt unless --no-env."""
+    if getattr(args, "no_env", False):
+        return {"no_env": True}
+    return {"on_env_progress": _show_env_progress}
+
+
+def _show_env_progress(line):
+    print(line, file=sys.stderr, flush=True)
 
 
 def cmd_run(args):
@@ -153,6 +159,9 @@ def add_run_arguments(parser):
                         help="one task arg (VALUE parsed as JSON when it is); repeatable")
     parser.add_argument("--timeout", type=float, help="seconds before the run is killed (recorded timed_out)")
     parser.add_argument("--name", help="a name for the task (default: the zip or folder name)")
+    parser.add_argument("--no-env", action="store_true",
+                        help="run main.py in orchzip's own Python instead of an environment built "
+                        "(and cached) from the zip's requirements.txt")
 
 
 def register(subparsers):
