@@ -130,6 +130,10 @@ MIGRATIONS = [
         heartbeat_at TEXT NOT NULL
     );
     """,
+    # 3: a scheduled task remembers `orchzip schedule --no-env` for all its runs.
+    """
+    ALTER TABLE tasks ADD COLUMN no_env INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 
@@ -399,6 +403,15 @@ class Store:
     def clear_claim(self, task_id):
         with self.transaction() as db:
             db.execute("UPDATE tasks SET claimed_fire_at = NULL WHERE id = ?", (task_id,))
+
+    def take_retry(self, task_id, retry_at):
+        """Clear a task's pending retry if it is still ``retry_at`` and the task may run."""
+        with self.transaction() as db:
+            return bool(db.execute(
+                "UPDATE tasks SET retry_at = NULL, updated_at = ? WHERE id = ? AND retry_at = ? "
+                "AND paused = 0 AND status IN ('pending', 'started')",
+                (utcnow(), task_id, retry_at),
+            ).rowcount)
 
     def record_skipped(self, task_id, fire_time, reason, last_fire_time=None, count=1):
         with self.transaction() as db:
