@@ -74,6 +74,7 @@ def _seconds(run):
 def execute(args, target, task_args):
     """Run ``target`` once with the CLI's progress display; returns the final run record."""
     from orchzip.runtime.runner import run_once
+    from orchzip.runtime.scheduler.control import should_stop_option
     from orchzip.runtime.store import Store
 
     store = Store(args.state_dir)
@@ -82,7 +83,7 @@ def execute(args, target, task_args):
         return run_once(
             store, target, args=task_args, timeout=args.timeout, name=args.name,
             on_event=progress.on_event, on_output=None if args.json else progress.on_output,
-            **_environment_options(args),
+            **_environment_options(args), **should_stop_option(store, run_once),  # honours `orchzip tasks kill`
         )
     finally:
         progress.close()
