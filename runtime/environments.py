@@ -308,12 +308,14 @@ def _uv(args, cwd, version, report):
         [uv_binary(), *args], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
     )
-    lines, deadline = [], time.monotonic() + UV_TIMEOUT_SECONDS
+    lines, deadline, failing = [], time.monotonic() + UV_TIMEOUT_SECONDS, False
     try:
         for line in process.stdout:
             line = line.rstrip()
             lines.append(line)
-            if line.strip() and not line.startswith("Activate with"):
+            # Once uv reports an error, the rest belongs in the error message, not in progress.
+            failing = failing or line.strip().startswith(_ERROR_STARTS)
+            if line.strip() and not failing and not line.startswith(_QUIET_LINES):
                 report(line)
             if time.monotonic() > deadline:
                 break
@@ -330,14 +332,37 @@ def _uv(args, cwd, version, report):
         raise RequirementsNotInstallable.from_args(version, lines)
 
 
-def failure_reason(lines, limit=25):
-    """The lines of uv's output that say why it failed (from its first error line on)."""
+_ERROR_STARTS = ("error:", "×")
+_QUIET_LINES = ("Using CPython", "Using Python", "Creating virtual environment", "Activate with")
+
+
+def failure_reason(lines, limit=30):
+    """The lines of uv's output that say why it failed, from its first error line on.
+
+    A build backend's own output (uv shows it under ``[stderr]``) is cut to its last line,
+    which names the exception; uv's ``cause:`` and ``hint:`` lines are kept.
+    """
     lines = [line for line in lines if line.strip()]
-    for i, line in enumerate(lines):
-        text = line.strip()
-        if text.startswith(("error:", "×", "x ")) or "ERROR" in text:
-            return lines[i:i + limit]
-    return lines[-limit:]
+    start = next((i for i, line in enumerate(lines) if line.strip().startswith(_ERROR_STARTS)), None)
+    if start is None:
+        return lines[-limit:]
+    kept, block, block_indent = [], None, 0
+    for line in lines[start:]:
+        indent = len(line) - len(line.lstrip())
+        if block is not None and indent >= block_indent and not line.strip().startswith(("cause:", "hint:", "help:")):
+            block.append(line.strip())
+            continue
+        if block is not None:
+            kept.append(" " * block_indent + (block[-1] if block else ""))
+            block = None
+        if line.strip() in ("[stderr]", "[stdout]"):
+            block, block_indent = [], indent
+            kept.append(line.replace("[stderr]", "[stderr, last line]").replace("[stdout]", "[stdout, last line]"))
+            continue
+        kept.append(line)
+    if block:
+        kept.append(" " * block_indent + block[-1])
+    return kept[:limit]
 
 
 # -- what the task sees besides the environment ---------------------------------------------
