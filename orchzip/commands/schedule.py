@@ -52,8 +52,11 @@ def _show_progress(line):
     print(line, file=sys.stderr, flush=True)
 
 
-def _iso_list(fires):
-    return ", ".join(f.isoformat() for f in fires)
+def _iso_list(fires, tz):
+    """Fire times as people read them: in the task's zone, with the offset."""
+    from orchzip.runtime.scheduler.trigger import resolve_zone
+    zone = resolve_zone(tz or "UTC")
+    return ", ".join(f.astimezone(zone).isoformat() for f in fires)
 
 
 # -- schedule / scheduler -------------------------------------------------------------------
@@ -78,7 +81,7 @@ def cmd_schedule(args):
         print_json(dict(task, next_fire_times=[f.isoformat() for f in fires]))
         return
     print(f"scheduled task {task['id']} ({task['name']}): {task['schedule']!r} in {task['tz']}")
-    print(f"next fires (UTC): {_iso_list(fires)}")
+    print(f"next fires: {_iso_list(fires, task['tz'])}")
     if scheduler_alive(store) is None:
         print("no scheduler is running; start one with: orchzip scheduler", file=sys.stderr)
 
@@ -118,6 +121,7 @@ def cmd_tasks_list(args):
 
 
 def cmd_tasks_status(args):
+    from orchzip.runtime.scheduler.clock import from_iso
     from orchzip.runtime.scheduler.control import task_status
     status = task_status(_store(args), args.task_id)
     if args.json:
@@ -130,7 +134,8 @@ def cmd_tasks_status(args):
         value = status.get(key)
         print(f"{key:14} {'' if value is None else value}")
     if status["kind"] == "scheduled":
-        print(f"{'next_fires':14} {', '.join(status['next_fire_times']) or '-'}")
+        fires = [from_iso(f) for f in status["next_fire_times"]]
+        print(f"{'next_fires':14} {_iso_list(fires, status['tz']) or '-'}")
         lease = status["scheduler"]
         print(f"{'scheduler':14} {'pid %s since %s' % (lease['pid'], lease['started_at']) if lease else 'not running'}")
     print("last runs:")
@@ -228,7 +233,10 @@ def register(subparsers):
     p.add_argument("--grace", type=float, default=DEFAULT_GRACE,
                    help=f"seconds running runs get to finish when stopped (default {DEFAULT_GRACE:g})")
     p.set_defaults(func=cmd_scheduler)
+    _register_tasks(subparsers)
 
+
+def _register_tasks(subparsers):
     tasks = subparsers.add_parser(
         "tasks", help="list, inspect and control tasks (run-once and scheduled)",
         description="Tasks and their runs, with Wallaroo's statuses. Task: pending, started, "
