@@ -1,1 +1,162 @@
-"""The ship side: collect, validate and write orchestration zips; inspect them."""
+"""The ship side: collect an orchestration folder, validate it, write its zip, inspect zips.
+
+    result = build("orchestrations/houseprice_local", "dist")
+    result.zip_path, result.sha256, result.warnings
+"""
+
+import ast
+import hashlib
+import json
+import os
+import tempfile
+
+from orchzip.errors import ConfigError
+
+from ._collect import collect
+from ._untrusted import Limits, UnsafeZip, safe_extract, verify
+from ._validate import validate
+from ._write import MANIFEST_NAME, SHIM_PACKAGE, fixed_timestamp, shim_files, zip_bytes
+
+__all__ = [
+    "build",
+    "BuildResult",
+    "InvalidOrchestration",
+    "inspect_zip",
+    "safe_extract",
+    "find_entry_point",
+    "Limits",
+    "UnsafeZip",
+    "DEFAULT_MAX_SIZE",
+]
+
+DEFAULT_MAX_SIZE = 100 * 1024 * 1024  # Wallaroo's own limit is not published; 100 MiB is generous for code
+
+
+class InvalidOrchestration(ConfigError):
+    """The folder fails one or more checks; the message lists each, one per line."""
+
+    @classmethod
+    def from_problems(cls, folder, problems):
+        lines = "\n".join(f"  {p}" for p in problems)
+        return cls(f"{folder} cannot be built ({len(problems)} problem{'s' * (len(problems) > 1)}):\n{lines}")
+
+
+class BuildResult:
+    def __init__(self, zip_path, sha256, size, manifest, warnings):
+        self.zip_path, self.sha256, self.size = zip_path, sha256, size
+        self.manifest, self.warnings = manifest, warnings
+
+    def as_dict(self):
+        return {"zip": self.zip_path, "sha256": self.sha256, "size": self.size,
+                "manifest": self.manifest, "warnings": self.warnings}
+
+
+def find_entry_point(names):
+    """main.py at the root, else the first main.py in a subfolder (Wallaroo's rule), or None."""
+    if "main.py" in names:
+        return "main.py"
+    nested = sorted(n for n in names if n.endswith("/main.py"))
+    return nested[0] if nested else None
+
+
+def _read_text(path):
+    with open(path, encoding="utf-8") as fh:
+        return fh.read()
+
+
+def _imports_shim(source):
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import) and any(a.name.split(".")[0] == SHIM_PACKAGE for a in node.names):
+            return True
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == SHIM_PACKAGE:
+            return True
+    return False
+
+
+def build(folder, out_dir, name=None, strict=False, max_size=DEFAULT_MAX_SIZE, allow_secrets=()):
+    """Validate ``folder`` and write ``out_dir/<name>.zip``; returns a :class:`BuildResult`.
+
+    :param name: the zip's name (default: the folder's name).
+    :param strict: treat every warning as an error.
+    :param max_size: refuse a zip larger than this many bytes.
+    :param allow_secrets: names of credential files that may ship anyway.
+    :raises InvalidOrchestration: listing every problem; nothing is written then.
+    """
+    folder = os.path.abspath(folder)
+    if not os.path.isdir(folder):
+        raise ConfigError(f"{folder}: not a folder; give the orchestration folder holding main.py")
+    name = name or os.path.basename(folder.rstrip(os.sep))
+    files = collect(folder)
+    errors, warnings, requirements = validate(files, _read_text, allow_secrets)
+    if strict and warnings:
+        errors, warnings = errors + [f"{w} (an error with --strict)" for w in warnings], []
+    if errors:
+        raise InvalidOrchestration.from_problems(folder, errors)
+    entries = []
+    for arcname, path in files:
+        with open(path, "rb") as fh:
+            entries.append((arcname, fh.read()))
+    vendored = any(n.endswith(".py") and _imports_shim(d.decode("utf-8")) for n, d in entries)
+    if vendored:
+        if any(n.startswith(f"{SHIM_PACKAGE}/") for n, _ in entries):
+            raise InvalidOrchestration.from_problems(folder, [
+                f"{SHIM_PACKAGE}/: the folder has its own copy of the shim; remove it, the build adds the installed one"])
+        entries = sorted(entries + shim_files())
+    manifest_fields = {"name": name, "entry_point": find_entry_point([n for n, _ in entries]),
+                       "requirements": requirements, "shim_vendored": vendored}
+    data, manifest = zip_bytes(entries, manifest_fields, fixed_timestamp())
+    if len(data) > max_size:
+        raise InvalidOrchestration.from_problems(folder, [
+            f"{name}.zip: {len(data):,} bytes is over the size limit of {max_size:,}; "
+            f"list large files in .orchzipignore or raise --max-size"])
+    return BuildResult(_write_atomically(out_dir, f"{name}.zip", data), hashlib.sha256(data).hexdigest(),
+                       len(data), manifest, warnings)
+
+
+def _write_atomically(out_dir, file_name, data):
+    os.makedirs(out_dir, exist_ok=True)
+    target = os.path.abspath(os.path.join(out_dir, file_name))
+    fd, tmp = tempfile.mkstemp(prefix=f".{file_name}.", dir=os.path.dirname(target))
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return target
+
+
+def inspect_zip(zip_path, limits=None):
+    """What a zip holds: entries, manifest (if orchzip built it), sha256 and size.
+
+    Every entry is read through the untrusted-zip checks first.
+    """
+    infos = verify(zip_path, limits)
+    with open(zip_path, "rb") as fh:
+        sha256 = hashlib.sha256(fh.read()).hexdigest()
+    import zipfile
+
+    manifest = None
+    with zipfile.ZipFile(zip_path) as archive:
+        if MANIFEST_NAME in archive.namelist():
+            try:
+                manifest = json.loads(archive.read(MANIFEST_NAME))
+            except ValueError:
+                manifest = None
+    names = [i.filename for i in infos if not i.is_dir()]
+    return {
+        "zip": os.path.abspath(zip_path),
+        "sha256": sha256,
+        "size": os.path.getsize(zip_path),
+        "entry_point": find_entry_point(names),
+        "manifest": manifest,
+        "entries": [{"name": i.filename, "size": i.file_size, "compressed": i.compress_size}
+                    for i in infos if not i.is_dir()],
+    }
