@@ -62,7 +62,7 @@ def _iso_list(fires, tz):
 # -- schedule / scheduler -------------------------------------------------------------------
 def cmd_schedule(args):
     from orchzip.runtime.scheduler.control import (
-        next_fire_times, prepare_environment, schedule_task, validate_schedule,
+        next_fire_times, schedule_task, validate_schedule,
     )
     from orchzip.runtime.scheduler.loop import scheduler_alive
     task_args = parse_task_args(args.args, args.arg)
@@ -72,10 +72,8 @@ def cmd_schedule(args):
     task = schedule_task(
         store, args.target, args.cron, name=args.name, args=task_args, timeout=args.timeout, tz=args.tz,
         overlap=args.overlap, misfire_grace=args.misfire_grace, retries=args.retries, retry_backoff=args.retry_backoff,
-        no_env=args.no_env,
+        no_env=args.no_env, on_env_progress=_show_progress,
     )
-    if not args.no_env:
-        prepare_environment(task, on_progress=_show_progress)
     fires = next_fire_times(task, 3)
     if args.json:
         print_json(dict(task, next_fire_times=[f.isoformat() for f in fires]))

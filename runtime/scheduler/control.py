@@ -43,19 +43,23 @@ def validate_schedule(cron, tz="UTC", timeout=None, overlap=DEFAULT_OVERLAP, mis
 
 
 def schedule_task(store, target, cron, name=None, args=None, timeout=None, tz="UTC", overlap=DEFAULT_OVERLAP,
-                  misfire_grace=None, retries=0, retry_backoff=None, no_env=False, now=None):
+                  misfire_grace=None, retries=0, retry_backoff=None, no_env=False, on_env_progress=None, now=None):
     """Register ``target`` (a zip or an orchestration folder) as a scheduled task; returns it.
 
     A folder is built into a zip now: later edits to the folder do not change the task,
     as with an orchestration uploaded to Wallaroo.
 
     :param cron: 5 fields (or 6, seconds first); evaluated in ``tz``.
-    :param no_env: run in orchzip's own Python instead of the zip's task environment.
+    :param no_env: run in orchzip's own Python instead of the zip's task environment, which
+        is otherwise built (or found cached) now, so that a fire never waits for it.
+    :param on_env_progress: called with each line of progress while the environment builds.
     :param now: the registration time (default: now); the first fire comes after it.
     """
     trigger = validate_schedule(cron, tz, timeout, overlap, misfire_grace, retries, retry_backoff)
     from orchzip.runtime.runner import prepare_zip
     zip_path = prepare_zip(store, target)
+    if not no_env:
+        prepare_environment(zip_path, on_progress=on_env_progress)
     return store.create_task(
         "scheduled", zip_path, args=args or {}, name=name or os.path.basename(os.path.abspath(target)),
         timeout=timeout, schedule=trigger.expr, tz=str(trigger.tz), overlap=overlap,
@@ -65,18 +69,19 @@ def schedule_task(store, target, cron, name=None, args=None, timeout=None, tz="U
     )
 
 
-def prepare_environment(task, on_progress=None):
-    """Build (or find cached) the task environment of ``task``'s zip now, not at its first fire.
+def prepare_environment(zip_path, on_progress=None):
+    """Build (or find cached) the task environment of a zip now, not at its first fire.
 
     The scheduler starts runs on its one thread; an environment built there would hold up
-    every other task. Returns the one-line note of which Python the task runs with.
+    every other task. A requirements.txt that cannot be installed is refused at ``schedule``
+    time. Returns the one-line note of which Python the task runs with.
     """
     import tempfile
     from orchzip.builder import safe_extract
     from orchzip.runtime.environments import task_interpreter
     with tempfile.TemporaryDirectory(prefix="orchzip-env-") as work_dir:
-        safe_extract(task["source"], work_dir)
-        return task_interpreter(work_dir, no_env=bool(task["no_env"]), on_progress=on_progress)[2]
+        safe_extract(zip_path, work_dir)
+        return task_interpreter(work_dir, on_progress=on_progress)[2]
 
 
 def next_fire_times(task, count=3):
