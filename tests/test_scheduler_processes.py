@@ -301,3 +301,15 @@ def test_tasks_kill_stops_an_orchzip_run_in_another_process(orchzip_cli, tmp_pat
         if run_proc.poll() is None:
             run_proc.kill()
             run_proc.wait(10)
+
+
+def test_a_folder_is_built_into_a_zip_when_scheduled(orchzip_cli, tmp_path, store, schedulers):
+    folder = tmp_path / "hello"
+    folder.mkdir()
+    (folder / "main.py").write_text(QUICK)
+    task = schedule(orchzip_cli, str(folder), "*/2 * * * * *")
+    assert task["name"] == "hello" and task["source"].endswith(".zip")
+    (folder / "main.py").write_text("raise SystemExit('edited after scheduling')\n")  # the task keeps its zip
+    proc = schedulers.start()
+    wait_for(lambda: runs_of(store, task, "success"), 30, "a successful run")
+    assert schedulers.stop(proc) == 0
