@@ -37,8 +37,10 @@ class InvalidOrchestration(ConfigError):
 
     @classmethod
     def from_problems(cls, folder, problems):
+        if len(problems) == 1:
+            return cls(f"cannot build {folder}: {problems[0]}")
         lines = "\n".join(f"  {p}" for p in problems)
-        return cls(f"{folder} cannot be built ({len(problems)} problem{'s' * (len(problems) > 1)}):\n{lines}")
+        return cls(f"cannot build {folder} ({len(problems)} problems):\n{lines}")
 
 
 class BuildResult:

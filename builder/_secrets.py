@@ -40,8 +40,6 @@ def secret_reason(name, path):
             head = fh.read(SCAN_BYTES)
     except OSError:
         return None
-    if PEM_PRIVATE_KEY.search(head):
-        return "it holds a PEM private key"
     if base.endswith(".json") and b"private_key" in head:
         try:
             data = json.loads(head.decode("utf-8"))
@@ -50,6 +48,8 @@ def secret_reason(name, path):
         if isinstance(data, dict) and data.get("private_key"):
             kind = "a Google service-account key" if data.get("type") == "service_account" else "a JSON file with a private_key"
             return f"it is {kind}"
+    if PEM_PRIVATE_KEY.search(head):
+        return "it holds a PEM private key"
     return None
 
 

@@ -11,6 +11,7 @@ import shutil
 import stat
 import tempfile
 import zipfile
+import zlib
 
 from orchzip.errors import ConfigError
 
@@ -92,7 +93,7 @@ def _copy_entry(archive, info, out, budget, zip_path):
                 budget.spend(len(chunk))
                 if out is not None:
                     out.write(chunk)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError) as err:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError, ValueError) as err:
         raise UnsafeZip(f"{zip_path}: entry {info.filename!r} is corrupt ({err}); rebuild the zip") from None
 
 
