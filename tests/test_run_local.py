@@ -56,6 +56,8 @@ def slow_writer(tmp_path, behaviour):
     """An orchestration that writes some batches, then hangs or raises before committing."""
     folder = tmp_path / f"slow_{behaviour}"
     folder.mkdir()
+    # The same requirements as houseprice_local, so both share one cached task environment.
+    (folder / "requirements.txt").write_text(open(os.path.join(HOUSEPRICE_LOCAL, "requirements.txt")).read())
     (folder / "main.py").write_text(textwrap.dedent(f"""
         import os, subprocess, sys, time
         import orchzip_shim

@@ -57,7 +57,8 @@ class UnknownPipeline(ConfigError):
 class MissingDependency(ConfigError):
     @classmethod
     def from_args(cls, what, packages):
-        return cls(f"{what} needs {' '.join(packages)}; install it with: pip install {' '.join(packages)}")
+        names = " ".join(packages)
+        return cls(f"{what} needs {names}: add it to the orchestration's requirements.txt (or: pip install {names})")
 
 
 class BadInput(OrchzipError, TerminalError):

@@ -91,7 +91,11 @@ class DuckDBSource(Source):
 
 
 class DuckDBSink(Sink):
-    """Writes every batch inside one transaction; ``commit`` makes them visible together."""
+    """Writes every batch inside one transaction; ``commit`` makes them visible together.
+
+    The database is opened at the first write, so a run that fails before writing does not
+    even create the file.
+    """
 
     def __init__(self, connection, mode="append", table=None, create=True):
         self.connection = connection
@@ -99,33 +103,43 @@ class DuckDBSink(Sink):
         self.create = create
         self.table = _quoted(_table_of(connection, {"table": table}))
         self.rows_written = 0
-        self._cursor = _database(connection, must_exist=False).cursor()
-        self._cursor.execute("BEGIN TRANSACTION")
-        self._exists = self._table_exists()
-        self._prepared = False
-        if not self._exists and not create:
-            self._fail(ConfigError(f"table {self.table} of connection {connection.name!r} does not exist; create it or pass create=True"))
+        self._cursor = None
+        self._ended = False
+        self._exists = self._filled = False
+        if not create:
+            self._begin()  # the table must exist already: say so before any work is done
 
-    def _table_exists(self):
+    def _begin(self):
+        self._cursor = _database(self.connection, must_exist=not self.create).cursor()
+        self._cursor.execute("BEGIN TRANSACTION")
         name = self.table.replace('"', "").split(".")[-1]
         found = self._cursor.execute(
             "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]
         ).fetchall()[0][0]  # fetchall: a half-read result blocks the cursor
-        return found > 0
+        self._exists = found > 0
+        if not self._exists and not self.create:
+            self._fail(ConfigError(
+                f"table {self.table} of connection {self.connection.name!r} does not exist; "
+                f"create it or open the sink with create=True"
+            ))
 
     def _fail(self, error):
         self.abort()
         raise error
 
     def write(self, batch):
+        if self._ended:
+            raise ConfigError("this sink has already been committed or aborted")
+        if self._cursor is None:
+            self._begin()
         duckdb = _duckdb()
         self._cursor.register("__orchzip_batch", batch)
         try:
-            if not self._prepared and (self.mode == "overwrite" or not self._exists):
+            if not self._filled and (self.mode == "overwrite" or not self._exists):
                 self._cursor.execute(f"CREATE OR REPLACE TABLE {self.table} AS SELECT * FROM __orchzip_batch")
             else:
                 self._cursor.execute(f"INSERT INTO {self.table} BY NAME SELECT * FROM __orchzip_batch")
-            self._prepared = True
+            self._filled = True
         except duckdb.Error as err:
             self._fail(BadInput(
                 f"results do not fit table {self.table} of connection {self.connection.name!r} "
@@ -137,24 +151,31 @@ class DuckDBSink(Sink):
         self.rows_written += batch.num_rows
 
     def commit(self):
-        if self._cursor is None:
+        if self._ended:
             return
-        if not self._prepared and self.mode == "overwrite" and self._exists:
-            self._cursor.execute(f"DELETE FROM {self.table}")  # no rows this run: empty it
-        self._cursor.execute("COMMIT")
-        self._close()
+        path = os.path.abspath(os.path.expanduser(self.connection.details.get("path", "")))
+        if self._cursor is None and self.mode == "overwrite" and os.path.exists(path):
+            self._begin()  # no rows this run, but overwrite still empties the table
+        if self._cursor is not None:
+            if not self._filled and self.mode == "overwrite" and self._exists:
+                self._cursor.execute(f"DELETE FROM {self.table}")
+            self._cursor.execute("COMMIT")
+        self._end()
 
     def abort(self):
-        if self._cursor is None:
+        if self._ended:
             return
         try:
-            self._cursor.execute("ROLLBACK")
+            if self._cursor is not None:
+                self._cursor.execute("ROLLBACK")
         finally:
-            self._close()
+            self._end()
 
-    def _close(self):
-        self._cursor.close()
-        self._cursor = None
+    def _end(self):
+        if self._cursor is not None:
+            self._cursor.close()
+            self._cursor = None
+        self._ended = True
 
 
 def _first_line(err):
