@@ -289,3 +289,38 @@ def test_restart_marks_lost_runs_failed_and_reconsiders_a_claimed_fire_that_neve
     assert [r["fire_time"] for r in harness.runs(lost_task)] == [to_iso(minutes(5)), to_iso(minutes(10))]
     assert [r["fire_time"] for r in harness.runs(claimed_task)] == [to_iso(minutes(5)), to_iso(minutes(10))]
     assert harness.store.get_task(claimed_task["id"])["claimed_fire_at"] is None
+
+
+def test_run_fires_until_stopped_and_releases_the_lease(harness):
+    task = harness.schedule("*/5 * * * *")
+    scheduler = Scheduler(harness.store, harness.executor, harness.clock, idle_seconds=3600, poll_seconds=1)
+    original_tick = scheduler.tick
+
+    def tick():
+        if harness.clock.now() >= minutes(16):
+            scheduler.stop()
+        return original_tick()
+
+    scheduler.tick = tick
+    scheduler.run()
+    assert [r["fire_time"] for r in harness.runs(task)] == [to_iso(minutes(m)) for m in (5, 10, 15)]
+    assert harness.store.get_lease() is None
+
+
+def test_an_error_in_the_loop_kills_the_runs_it_watches(harness):
+    task = harness.schedule("*/5 * * * *")
+    harness.executor.duration = 3600
+    scheduler = Scheduler(harness.store, harness.executor, harness.clock, idle_seconds=3600, poll_seconds=1)
+    original_tick = scheduler.tick
+
+    def tick():
+        if harness.clock.now() >= minutes(6):
+            raise RuntimeError("store went away")
+        return original_tick()
+
+    scheduler.tick = tick
+    with pytest.raises(RuntimeError):
+        scheduler.run()
+    (run,) = harness.runs(task)
+    assert run["status"] == "killed" and "store went away" in run["error"]
+    assert harness.store.get_lease() is None

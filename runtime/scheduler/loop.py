@@ -156,6 +156,12 @@ class Scheduler:
                 self.clock.wait(self._wake, min(wait, self.idle_seconds))
                 self._wake.clear()
             self.shutdown()
+        except BaseException as err:
+            # A bug or a broken store: leave no run behind that nobody watches.
+            for run_id, active in list(self._active.items()):
+                self._ended(run_id, active, active.handle.kill("killed", f"scheduler stopped by an error: {err!r}"),
+                            retry=False)
+            raise
         finally:
             self.close()
 
