@@ -88,8 +88,8 @@ class Schedulers:
     def log(self, proc):
         return (self.tmp_path / f"scheduler-{self.procs.index(proc)}.log").read_text()
 
-    def stop(self, proc, timeout=20):
-        proc.send_signal(signal.SIGTERM)
+    def stop(self, proc, timeout=20, sig=signal.SIGTERM):
+        proc.send_signal(sig)
         return proc.wait(timeout)
 
     def cleanup(self):
@@ -313,3 +313,18 @@ def test_a_folder_is_built_into_a_zip_when_scheduled(orchzip_cli, tmp_path, stor
     proc = schedulers.start()
     wait_for(lambda: runs_of(store, task, "success"), 30, "a successful run")
     assert schedulers.stop(proc) == 0
+
+
+def test_sigint_starts_no_new_run_and_lets_the_running_one_finish_within_the_grace(
+        orchzip_cli, tmp_path, store, schedulers):
+    slow = 'import time\ntime.sleep(1.5)\nprint("done", flush=True)\n'
+    task = schedule(orchzip_cli, make_zip(tmp_path, "slow", slow), "* * * * * *", "--overlap", "allow")
+    proc = schedulers.start(grace=10)
+    wait_for(lambda: runs_of(store, task, "running"), 30, "a running run")
+    signalled = datetime.datetime.now(datetime.timezone.utc)
+    assert schedulers.stop(proc, sig=signal.SIGINT) == 0
+    runs = runs_of(store, task)
+    assert runs and {r["status"] for r in runs} == {"success"}  # every run it started could finish
+    # no run started after the signal (a tick already under way may finish its fire)
+    assert max(from_iso(r["created_at"]) for r in runs) < signalled + datetime.timedelta(seconds=0.5)
+    assert "SIGINT: starting no new run" in schedulers.log(proc)
