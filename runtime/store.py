@@ -134,6 +134,25 @@ MIGRATIONS = [
     """
     ALTER TABLE tasks ADD COLUMN no_env INTEGER NOT NULL DEFAULT 0;
     """,
+    # 4: orchestrations uploaded to `orchzip serve`, as Wallaroo's MLOps API keeps them.
+    # status: pending_packaging -> packaging -> ready | error (error holds the reason).
+    """
+    CREATE TABLE orchestrations (
+        id TEXT PRIMARY KEY,
+        workspace_id INTEGER NOT NULL,
+        name TEXT,
+        file_name TEXT NOT NULL,
+        file_size INTEGER NOT NULL,
+        sha TEXT NOT NULL,
+        path TEXT NOT NULL,
+        status TEXT NOT NULL,
+        error TEXT,
+        owner_id TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX orchestrations_by_workspace ON orchestrations(workspace_id, created_at);
+    """,
 ]
 
 
@@ -468,6 +487,37 @@ class Store:
     def release_lease(self, pid):
         with self.transaction() as db:
             db.execute("DELETE FROM scheduler_lease WHERE id = 1 AND pid = ?", (pid,))
+
+    # -- orchestrations (uploaded to the local API server) --------------------------------
+    def create_orchestration(self, workspace_id, name, file_name, file_size, sha, path, owner_id="local"):
+        """Record an uploaded orchestration zip, status ``pending_packaging``; returns its row."""
+        self.get_workspace(id=workspace_id)
+        now = utcnow()
+        row = dict(id=str(uuid.uuid4()), workspace_id=workspace_id, name=name, file_name=file_name,
+                   file_size=file_size, sha=sha, path=path, status="pending_packaging", owner_id=owner_id,
+                   created_at=now, updated_at=now)
+        with self.transaction() as db:
+            db.execute(f"INSERT INTO orchestrations({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                       tuple(row.values()))
+        return self.get_orchestration(row["id"])
+
+    def get_orchestration(self, orch_id):
+        return self._one("SELECT * FROM orchestrations WHERE id = ?", (str(orch_id),),
+                         f"no orchestration with id {orch_id!r}")
+
+    def list_orchestrations(self, workspace_id=None, status=None):
+        sql, params = "SELECT * FROM orchestrations WHERE 1=1", []
+        if workspace_id is not None:
+            sql += " AND workspace_id = ?"
+            params.append(workspace_id)
+        if status is not None:
+            sql += " AND status = ?"
+            params.append(status)
+        return self._query(sql + " ORDER BY created_at, rowid", params)
+
+    def update_orchestration(self, orch_id, **fields):
+        self._update("orchestrations", orch_id, fields)
+        return self.get_orchestration(orch_id)
 
     def _update(self, table, row_id, fields):
         if not fields:
