@@ -84,7 +84,8 @@ class RunningTask:
         self.events_path = os.path.join(run_dir, "events.jsonl")
         self._events_offset = 0
         self._log_offset = 0
-        self.progress = {}
+        self.progress = {}  # the last row counts the shim reported
+        self.timings = {}  # when main.py started and ended (epoch seconds), from the bootstrap
         self.final = None
 
     @property
@@ -102,8 +103,11 @@ class RunningTask:
         complete = chunk[: chunk.rfind("\n") + 1]
         self._events_offset += len(complete.encode("utf-8"))
         events = [json.loads(line) for line in complete.splitlines() if line.strip()]
-        if events:
-            self.progress = events[-1]
+        for event in events:
+            if "rows_read" in event:
+                self.progress = event
+            elif event.get("event") in ("main_started", "main_ended"):
+                self.timings[event["event"]] = event["at"]
         return events
 
     def poll(self):
@@ -294,7 +298,7 @@ def start_run(store, task, python=None, extra_env=None, python_path=(), no_env=F
 
 
 def run_once(store, target, args=None, timeout=None, name=None, python=None, on_event=None, on_output=None,
-             no_env=False, on_env_progress=None):
+             no_env=False, on_env_progress=None, should_stop=None):
     """Run ``target`` (a zip or an orchestration folder) once, to the end; returns the run.
 
     :param args: the task args (a JSON object) main.py reads.
@@ -303,6 +307,8 @@ def run_once(store, target, args=None, timeout=None, name=None, python=None, on_
     :param on_output: called with each new piece of the task's output.
     :param no_env: run in orchzip's own interpreter, not the zip's task environment.
     :param on_env_progress: called with each line of progress while a task environment builds.
+    :param should_stop: called with the task (a dict) while the run goes; true kills the run
+        (how `orchzip tasks kill` reaches a run started by `orchzip run` in another process).
     """
     if timeout is not None and timeout <= 0:
         raise ConfigError(f"timeout must be a positive number of seconds, not {timeout}")
@@ -312,7 +318,8 @@ def run_once(store, target, args=None, timeout=None, name=None, python=None, on_
     )
     running = start_run(store, task, python=python, no_env=no_env, on_env_progress=on_env_progress)
     try:
-        return running.wait(on_event=on_event, on_output=on_output)
+        return running.wait(on_event=on_event, on_output=on_output,
+                            should_stop=(lambda: should_stop(task)) if should_stop else None)
     except BaseException:
         running.kill("killed", "orchzip run was interrupted")
         raise

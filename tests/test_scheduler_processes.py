@@ -2,7 +2,6 @@
 processes, on a seconds schedule. Every wait has a deadline; every process is killed at teardown."""
 
 import datetime
-import inspect
 import json
 import os
 import signal
@@ -277,12 +276,6 @@ def test_run_once_tasks_share_the_task_history(orchzip_cli, tmp_path):
     assert refused.code == 2 and "already ended (success)" in refused.err
 
 
-def _runner_takes_should_stop():
-    from orchzip.runtime.runner import run_once
-    return "should_stop" in inspect.signature(run_once).parameters
-
-
-@pytest.mark.skipif(not _runner_takes_should_stop(), reason="runner.run_once does not take should_stop yet")
 def test_tasks_kill_stops_an_orchzip_run_in_another_process(orchzip_cli, tmp_path, state_dir, store, pid_dir):
     zip_path = make_zip(tmp_path, "long", LONG)
     run_proc = subprocess.Popen(

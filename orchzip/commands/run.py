@@ -74,7 +74,7 @@ def _seconds(run):
 def execute(args, target, task_args):
     """Run ``target`` once with the CLI's progress display; returns the final run record."""
     from orchzip.runtime.runner import run_once
-    from orchzip.runtime.scheduler.control import should_stop_option
+    from orchzip.runtime.scheduler.control import kill_requested
     from orchzip.runtime.store import Store
 
     store = Store(args.state_dir)
@@ -83,7 +83,8 @@ def execute(args, target, task_args):
         return run_once(
             store, target, args=task_args, timeout=args.timeout, name=args.name,
             on_event=progress.on_event, on_output=None if args.json else progress.on_output,
-            **_environment_options(args), **should_stop_option(store, run_once),  # honours `orchzip tasks kill`
+            should_stop=lambda task: kill_requested(store, task["id"]),  # honours `orchzip tasks kill`
+            **_environment_options(args),
         )
     finally:
         progress.close()

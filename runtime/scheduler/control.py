@@ -15,7 +15,7 @@ from orchzip.runtime.scheduler.trigger import CronTrigger
 
 __all__ = [
     "schedule_task", "prepare_environment", "next_fire_times", "pause_task", "resume_task", "request_kill", "wait_until_ended",
-    "kill_requested", "should_stop_option", "task_status", "FINAL_TASK_STATUSES",
+    "kill_requested", "task_status", "FINAL_TASK_STATUSES",
 ]
 
 FINAL_TASK_STATUSES = ("killed", "failed", "success", "timed_out")
@@ -137,17 +137,6 @@ def request_kill(store, task_id):
 def kill_requested(store, task_id):
     """Whether someone asked for ``task_id`` to be killed: the ``should_stop`` of its run."""
     return store.get_task(task_id)["status"] in ("pending_kill", "killed")
-
-
-def should_stop_option(store, run_once):
-    """``{"should_stop": ...}`` for ``run_once`` when it takes one (called with the task), else ``{}``.
-
-    Lets ``orchzip run`` honour ``orchzip tasks kill``; empty with a runner that cannot.
-    """
-    import inspect
-    if "should_stop" not in inspect.signature(run_once).parameters:
-        return {}
-    return {"should_stop": lambda task: kill_requested(store, task["id"])}
 
 
 def wait_until_ended(store, task_id, timeout, interval=0.2):
