@@ -489,11 +489,12 @@ class Store:
             db.execute("DELETE FROM scheduler_lease WHERE id = 1 AND pid = ?", (pid,))
 
     # -- orchestrations (uploaded to the local API server) --------------------------------
-    def create_orchestration(self, workspace_id, name, file_name, file_size, sha, path, owner_id="local"):
+    def create_orchestration(self, workspace_id, name, file_name, file_size, sha, path, owner_id="local",
+                             orch_id=None):
         """Record an uploaded orchestration zip, status ``pending_packaging``; returns its row."""
         self.get_workspace(id=workspace_id)
         now = utcnow()
-        row = dict(id=str(uuid.uuid4()), workspace_id=workspace_id, name=name, file_name=file_name,
+        row = dict(id=orch_id or str(uuid.uuid4()), workspace_id=workspace_id, name=name, file_name=file_name,
                    file_size=file_size, sha=sha, path=path, status="pending_packaging", owner_id=owner_id,
                    created_at=now, updated_at=now)
         with self.transaction() as db:

@@ -1,0 +1,54 @@
+"""The Starlette application and the uvicorn server around it."""
+
+import contextlib
+import logging
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+
+from orchzip.runtime.server import _connections, _inference, _orchestrations, _tasks
+from orchzip.runtime.server._auth import BearerAuth, load_or_create_token
+from orchzip.runtime.server._context import ServerContext
+from orchzip.runtime.server._http import EXCEPTION_HANDLERS
+
+log = logging.getLogger("orchzip.server")
+
+
+def create_app(state_dir, token=None, no_env=False, max_upload_bytes=None, scheduler=True):
+    """The ASGI app of the local Wallaroo-compatible API on ``state_dir``.
+
+    :param token: the bearer token every request must carry (default: the state directory's).
+    :param no_env: run tasks in orchzip's own Python, not in environments built per zip.
+    :param max_upload_bytes: the largest orchestration zip accepted (default: the builder's limit).
+    :param scheduler: fire scheduled tasks from this process.
+    """
+    token = token or load_or_create_token(state_dir)
+    ctx = ServerContext(state_dir, no_env=no_env, max_upload_bytes=max_upload_bytes, scheduler=scheduler)
+    ctx.models = _inference.ModelCache()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        ctx.start()
+        log.info("orchzip serve: state in %s", ctx.state_dir)
+        try:
+            yield
+        finally:
+            ctx.stop()
+
+    routes = _connections.routes() + _orchestrations.routes() + _tasks.routes() + _inference.routes()
+    app = Starlette(routes=routes, middleware=[Middleware(BearerAuth, token=token)],
+                    exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    app.state.ctx = ctx
+    return app
+
+
+def serve(state_dir, host="127.0.0.1", port=8080, **options):
+    """Serve the API until interrupted (SIGINT/SIGTERM stop it cleanly); blocks.
+
+    :param options: passed to :func:`create_app`.
+    """
+    import uvicorn
+    app = create_app(state_dir, **options)
+    config = uvicorn.Config(app, host=host, port=port, log_level="info", access_log=True,
+                            lifespan="on", timeout_graceful_shutdown=10)
+    uvicorn.Server(config).run()

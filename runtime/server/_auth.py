@@ -1,0 +1,56 @@
+"""The server's bearer token: made at first start, kept owner-only in the state directory."""
+
+import hmac
+import os
+import secrets
+
+from orchzip.runtime.server._http import error_response
+
+TOKEN_FILE = "serve-token"
+
+
+def token_path(state_dir):
+    return os.path.join(state_dir, TOKEN_FILE)
+
+
+def load_or_create_token(state_dir):
+    """The token of the server on ``state_dir``; a new random one is written (0600) if none yet."""
+    os.makedirs(state_dir, mode=0o700, exist_ok=True)
+    path = token_path(state_dir)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        with open(path, encoding="ascii") as fh:
+            token = fh.read().strip()
+        if token:
+            return token
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+    token = secrets.token_urlsafe(32)
+    with os.fdopen(fd, "w", encoding="ascii") as fh:
+        fh.write(token + "\n")
+    os.chmod(path, 0o600)
+    return token
+
+
+class BearerAuth:
+    """ASGI middleware: every HTTP request must carry ``Authorization: Bearer <token>``."""
+
+    def __init__(self, app, token):
+        self.app = app
+        self._expected = token.encode("ascii")
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        header = dict(scope.get("headers") or ()).get(b"authorization", b"")
+        scheme, _, given = header.partition(b" ")
+        if scheme.lower() != b"bearer" or not given.strip():
+            response = error_response(401, "missing bearer token: send the header 'Authorization: Bearer TOKEN' "
+                                      "(the token: orchzip serve --show-token)",
+                                      headers={"WWW-Authenticate": "Bearer"})
+        elif not hmac.compare_digest(given.strip(), self._expected):
+            response = error_response(401, "invalid bearer token (the current one: orchzip serve --show-token)",
+                                      headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        else:
+            return await self.app(scope, receive, send)
+        await response(scope, receive, send)
