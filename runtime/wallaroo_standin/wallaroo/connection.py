@@ -8,7 +8,7 @@ __all__ = ["Connection", "ConnectionList"]
 
 # A BIGQUERY connection whose details name an emulator endpoint under this key sends the
 # official client (which reads BIGQUERY_EMULATOR_HOST) there; see the shim's BigQuery connector.
-EMULATOR_DETAILS_KEYS = ("emulator_host", "api_endpoint")
+EMULATOR_DETAILS_KEYS = ("api_endpoint",)  # as the shim's bigquery_connector names it
 BIGQUERY_EMULATOR_ENV = "BIGQUERY_EMULATOR_HOST"
 
 
