@@ -1,0 +1,360 @@
+"""`orchzip upload` and `orchzip remote ...`: a Wallaroo instance (or `orchzip serve`) over its MLOps API."""
+
+import os
+import sys
+import tempfile
+
+from orchzip.commands._output import add_json_flag, print_json, print_table
+from orchzip.commands.run import parse_task_args
+from orchzip.commands.state import mask_details, parse_json_object
+
+EXIT_FAILED = 1
+
+
+def _client(args):
+    from orchzip.builder.mlops_client import Settings
+    password = None
+    if (args.user or (not args.token and not os.environ.get("WALLAROO_TOKEN") and os.environ.get("WALLAROO_USER"))) \
+            and not (args.password or os.environ.get("WALLAROO_PASSWORD")) and sys.stdin.isatty():
+        import getpass
+        password = getpass.getpass(f"password of {args.user or os.environ['WALLAROO_USER']}: ")
+    return Settings.from_argparse(args, password=password).create_client()
+
+
+def _note(text):
+    print(text, file=sys.stderr, flush=True)
+
+
+def _show(args, value, lines):
+    if args.json:
+        print_json(value)
+    else:
+        for line in lines:
+            print(line)
+
+
+# -- upload -----------------------------------------------------------------------------------
+def _zip_to_upload(target, workdir):
+    """A zip as it is; a folder built into a zip first (with the builder's checks)."""
+    if os.path.isdir(target):
+        from orchzip.builder import build
+        result = build(target, workdir)
+        for warning in result.warnings:
+            _note(f"orchzip: warning: {warning}")
+        return result.zip_path
+    return target
+
+
+def cmd_upload(args):
+    from orchzip.builder import inspect_zip
+    client = _client(args)
+    with tempfile.TemporaryDirectory(prefix="orchzip-upload-") as workdir:
+        zip_path = _zip_to_upload(args.target, workdir)
+        info = inspect_zip(zip_path)  # refuse what the instance would refuse, before sending it
+        if not info["entry_point"]:
+            _note(f"orchzip: warning: {zip_path} holds no main.py; packaging will fail")
+        orch_id = client.upload_orchestration(zip_path, args.workspace_id, name=args.name)["id"]
+    if not args.json:
+        _note(f"uploaded {os.path.basename(zip_path)} ({info['size']:,} bytes, sha256 {info['sha256'][:16]}...) "
+              f"as orchestration {orch_id}")
+    orch = {"id": orch_id, "status": "pending_packaging"}
+    if args.wait:
+        started = _now()
+        orch = client.wait_for_orchestration(
+            orch_id, timeout=args.wait_timeout,
+            on_status=None if args.json else lambda o: _note(f"  {o['status']} ({_now() - started:.1f} s)"))
+    _show(args, orch, [orch_id])
+    return 0
+
+
+def _now():
+    import time
+    return time.monotonic()
+
+
+# -- orchestrations -----------------------------------------------------------------------------
+def cmd_orchestrations(args):
+    rows = _client(args).list_orchestrations(args.workspace_id)
+    if args.json:
+        return print_json(rows)
+    print_table(rows, ["id", "name", "workspace_id", "status", "file_name", "created_at"])
+
+
+def cmd_orchestration(args):
+    orch = _client(args).get_orchestration(args.orch_id)
+    _show(args, orch, [f"{k:12} {'' if v is None else v}" for k, v in orch.items()])
+
+
+# -- tasks ----------------------------------------------------------------------------------------
+def _workspace_of(client, args):
+    if args.workspace_id is not None:
+        return args.workspace_id
+    return client.get_orchestration(args.orch_id)["workspace_id"]
+
+
+def cmd_run_once(args):
+    client = _client(args)
+    task_args = parse_task_args(args.args, args.arg)
+    task_id = client.run_once(args.orch_id, _workspace_of(client, args), json=task_args, name=args.name,
+                              timeout=args.timeout)["id"]
+    return _after_start(args, client, task_id)
+
+
+def cmd_schedule(args):
+    client = _client(args)
+    task_args = parse_task_args(args.args, args.arg)
+    task_id = client.run_scheduled(args.orch_id, _workspace_of(client, args), args.schedule, json=task_args,
+                                   name=args.name, timeout=args.timeout)["id"]
+    _show(args, {"id": task_id}, [task_id])
+    return 0
+
+
+def _after_start(args, client, task_id):
+    if not args.wait:
+        _show(args, {"id": task_id}, [task_id])
+        return 0
+    if not args.json:
+        _note(f"task {task_id} started; waiting for it to end")
+    task = client.wait_for_task(task_id, timeout=args.wait_timeout,
+                                on_status=None if args.json else lambda t: _note(f"  {t['status']}"))
+    runs = task.get("last_runs") or []
+    lines = [f"task {task_id} {task['status']}"]
+    if runs:
+        lines.append(f"run {runs[0]['run_id']} {runs[0]['status']} (logs: orchzip remote logs {runs[0]['run_id']})")
+    _show(args, task, lines)
+    return 0 if task["status"] == "success" else EXIT_FAILED
+
+
+def cmd_tasks(args):
+    rows = _client(args).list_tasks(workspace_id=args.workspace_id, killed=True if args.killed else None)
+    if args.json:
+        return print_json(rows)
+    for row in rows:
+        row["last_run"] = row["last_runs"][0]["status"] if row.get("last_runs") else ""
+    print_table(rows, ["id", "name", "status", "workspace_id", "created_at", "last_run"])
+
+
+def cmd_task(args):
+    task = _client(args).get_task(args.task_id)
+    if args.json:
+        return print_json(task)
+    for key in ("id", "name", "status", "killed", "workspace_id", "input_data", "created_at", "updated_at"):
+        print(f"{key:12} {'' if task.get(key) is None else task.get(key)}")
+    print("last runs:")
+    print_table(task.get("last_runs") or [], ["run_id", "status", "created_at", "updated_at"])
+
+
+def cmd_runs(args):
+    rows = _client(args).list_task_runs(args.task_id, limit=args.limit, status=args.status)
+    if args.json:
+        return print_json(rows)
+    print_table(rows, ["run_id", "status", "created_at", "updated_at"])
+
+
+def cmd_logs(args):
+    client = _client(args)
+    run_id = args.run_id
+    if args.task:
+        runs = client.list_task_runs(args.run_id, limit=1)
+        if not runs:
+            from orchzip.builder.mlops_client import MLOpsError
+            raise MLOpsError(f"task {args.run_id} has no runs yet; see: orchzip remote task {args.run_id}")
+        run_id = runs[0]["run_id"]
+    logs = client.get_logs(run_id, lines=args.lines)
+    if args.json:
+        return print_json({"id": run_id, "logs": logs})
+    for line in logs:
+        print(line)
+
+
+def cmd_kill(args):
+    task = _client(args).kill_task(args.task_id)
+    _show(args, task, [f"task {task['id']} {task['status']}"])
+
+
+# -- workspaces and connections ---------------------------------------------------------------
+def cmd_workspaces_list(args):
+    rows = _client(args).list_workspaces()
+    if args.json:
+        return print_json(rows)
+    print_table(rows, ["id", "name", "created_at"])
+
+
+def cmd_workspaces_create(args):
+    answer = _client(args).create_workspace(args.name)
+    _show(args, answer, [str(answer["workspace_id"])])
+
+
+def cmd_connections_create(args):
+    details = parse_json_object(args.details, "--details") if args.details else {}
+    if args.details_file:
+        with open(args.details_file, encoding="utf-8") as fh:
+            details = {**parse_json_object(fh.read(), args.details_file), **details}
+    answer = _client(args).create_connection(args.name, args.type, details)
+    _show(args, answer, [str(answer["id"])])
+
+
+def _connection_json(row):
+    return dict(row, details=mask_details(row.get("details") or {}))
+
+
+def cmd_connections_get(args):
+    row = _connection_json(_client(args).get_connection(args.name))
+    import json
+    _show(args, row, [f"{row['name']} ({row['type']}, id {row['id']}, workspaces: "
+                      f"{', '.join(row.get('workspace_names') or []) or 'none'})",
+                      json.dumps(row["details"], indent=2, sort_keys=True)])
+
+
+def cmd_connections_list(args):
+    rows = [_connection_json(r) for r in _client(args).list_connections(args.workspace_id)]
+    if args.json:
+        return print_json(rows)
+    print_table([dict(r, workspace_names=",".join(r.get("workspace_names") or [])) for r in rows],
+                ["id", "name", "type", "workspace_names", "created_at"])
+
+
+def cmd_connections_delete(args):
+    _client(args).delete_connection(args.name)
+    _show(args, {"deleted": args.name}, [f"deleted connection {args.name}"])
+
+
+def cmd_connections_add(args):
+    client = _client(args)
+    connection = client.get_connection(args.name)
+    answer = client.add_connection_to_workspace(connection["id"], args.workspace_id)
+    _show(args, answer, [f"connection {args.name} (id {connection['id']}) added to workspace {args.workspace_id}"])
+
+
+# -- argument parsing ---------------------------------------------------------------------------
+def _common(parser, settings_cls):
+    settings_cls.register_argparse_arguments(parser)
+    add_json_flag(parser)
+
+
+def _task_start_arguments(p):
+    p.add_argument("orch_id", help="the orchestration's id (from orchzip upload)")
+    p.add_argument("--workspace-id", type=int, help="the workspace (default: the orchestration's)")
+    p.add_argument("--name", help="a name for the task")
+    p.add_argument("--args", help="task args as a JSON object (what wl.task_args() returns)")
+    p.add_argument("--arg", action="append", metavar="KEY=VALUE", help="one task arg; repeatable")
+    p.add_argument("--timeout", type=int, help="seconds before a run is killed (timed_out)")
+
+
+def register(subparsers):
+    from orchzip.builder.mlops_client import Settings
+
+    p = subparsers.add_parser(
+        "upload", help="upload an orchestration zip (or folder) to a Wallaroo instance",
+        description="Upload an orchestration to a Wallaroo instance (or orchzip serve) over the MLOps API: "
+        "POST /v1/api/orchestration/upload. A folder is built into a zip first. The instance and "
+        "credentials come from --url/--token (or --user/--password) or WALLAROO_URL, WALLAROO_TOKEN, "
+        "WALLAROO_USER, WALLAROO_PASSWORD. Prints the orchestration id.")
+    p.add_argument("target", help="the orchestration zip (or folder)")
+    p.add_argument("--workspace-id", type=int, required=True, help="the workspace to upload into")
+    p.add_argument("--name", help="the orchestration's name")
+    p.add_argument("--wait", action="store_true", help="wait until it is ready (or error), showing its status")
+    p.add_argument("--wait-timeout", type=float, default=900.0, help="seconds to wait at most (default 900)")
+    _common(p, Settings)
+    p.set_defaults(func=cmd_upload)
+
+    remote = subparsers.add_parser(
+        "remote", help="orchestrations, tasks, runs, logs and connections on a Wallaroo instance",
+        description="Work with a Wallaroo instance (or orchzip serve) over its MLOps API. Instance and "
+        "credentials: --url/--token/--user/--password or WALLAROO_URL, WALLAROO_TOKEN, WALLAROO_USER, "
+        "WALLAROO_PASSWORD.")
+    sub = remote.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    p = sub.add_parser("run-once", help="run an orchestration once (a run-once task); prints the task id")
+    _task_start_arguments(p)
+    p.add_argument("--wait", action="store_true", help="wait for the task to end; exit 1 unless it succeeded")
+    p.add_argument("--wait-timeout", type=float, default=3600.0, help="seconds to wait at most (default 3600)")
+    _common(p, Settings)
+    p.set_defaults(func=cmd_run_once)
+
+    p = sub.add_parser("schedule", help="run an orchestration on a cron schedule (run_scheduled)")
+    _task_start_arguments(p)
+    p.add_argument("--schedule", required=True, help='5-field cron, e.g. "*/5 * * * *"')
+    _common(p, Settings)
+    p.set_defaults(func=cmd_schedule)
+
+    p = sub.add_parser("tasks", help="list tasks")
+    p.add_argument("--workspace-id", type=int, help="only tasks of this workspace")
+    p.add_argument("--killed", action="store_true", help="only killed tasks")
+    _common(p, Settings)
+    p.set_defaults(func=cmd_tasks)
+
+    p = sub.add_parser("task", help="one task and its last runs")
+    p.add_argument("task_id")
+    _common(p, Settings)
+    p.set_defaults(func=cmd_task)
+
+    p = sub.add_parser("runs", help="the runs of a task, newest first")
+    p.add_argument("task_id")
+    p.add_argument("--limit", type=int, help="at most this many")
+    p.add_argument("--status", help="only runs with this status (running, success, failure, killed, timed_out)")
+    _common(p, Settings)
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("logs", help="what a run printed")
+    p.add_argument("run_id", help="a run id (or, with --task, a task id: its latest run)")
+    p.add_argument("--task", action="store_true", help="RUN_ID is a task id: show its latest run's logs")
+    p.add_argument("--lines", type=int, help="only the last N lines")
+    _common(p, Settings)
+    p.set_defaults(func=cmd_logs)
+
+    p = sub.add_parser("kill", help="kill a task (its status becomes pending_kill, then killed)")
+    p.add_argument("task_id")
+    _common(p, Settings)
+    p.set_defaults(func=cmd_kill)
+
+    p = sub.add_parser("orchestrations", help="list uploaded orchestrations")
+    p.add_argument("--workspace-id", type=int, help="only this workspace's")
+    _common(p, Settings)
+    p.set_defaults(func=cmd_orchestrations)
+
+    p = sub.add_parser("orchestration", help="one orchestration (its packaging status)")
+    p.add_argument("orch_id")
+    _common(p, Settings)
+    p.set_defaults(func=cmd_orchestration)
+
+    _register_named(sub, Settings)
+
+
+def _register_named(sub, Settings):
+    ws = sub.add_parser("workspaces", help="workspaces on the instance")
+    wsub = ws.add_subparsers(dest="ws_action", metavar="ACTION", required=True)
+    p = wsub.add_parser("list", help="list workspaces")
+    _common(p, Settings)
+    p.set_defaults(func=cmd_workspaces_list)
+    p = wsub.add_parser("create", help="create a workspace; prints its id")
+    p.add_argument("name")
+    _common(p, Settings)
+    p.set_defaults(func=cmd_workspaces_create)
+
+    conns = sub.add_parser("connections", help="data connections on the instance")
+    csub = conns.add_subparsers(dest="conn_action", metavar="ACTION", required=True)
+    p = csub.add_parser("create", help="create a connection; prints its id")
+    p.add_argument("name")
+    p.add_argument("--type", required=True, help="e.g. BIGQUERY, ODBC, HTTP")
+    p.add_argument("--details", help="the details as a JSON object")
+    p.add_argument("--details-file", help="a JSON file with the details (e.g. a service-account key)")
+    _common(p, Settings)
+    p.set_defaults(func=cmd_connections_create)
+    p = csub.add_parser("get", help="one connection (secret-looking details hidden)")
+    p.add_argument("name")
+    _common(p, Settings)
+    p.set_defaults(func=cmd_connections_get)
+    p = csub.add_parser("list", help="list connections")
+    p.add_argument("--workspace-id", type=int, help="only those added to this workspace")
+    _common(p, Settings)
+    p.set_defaults(func=cmd_connections_list)
+    p = csub.add_parser("delete", help="delete a connection")
+    p.add_argument("name")
+    _common(p, Settings)
+    p.set_defaults(func=cmd_connections_delete)
+    p = csub.add_parser("add-to-workspace", help="make a connection available in a workspace")
+    p.add_argument("name", help="the connection's name")
+    p.add_argument("--workspace-id", type=int, required=True)
+    _common(p, Settings)
+    p.set_defaults(func=cmd_connections_add)
