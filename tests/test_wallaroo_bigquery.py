@@ -15,8 +15,7 @@ import onnxruntime as ort
 import pytest
 
 from conftest import REPO, RF_MODEL, reference_rows
-_bq = pytest.importorskip("tests.support.bq", reason="the bqemulator fixtures (tests/support/bq.py)")
-bq_emulator, bq_token_server, bq_service_account_key = _bq.bq_emulator, _bq.bq_token_server, _bq.bq_service_account_key
+from tests.support.bq import bq_emulator, bq_service_account_key, bq_token_server  # noqa: F401
 
 FIXTURE = os.path.join(REPO, "tests", "fixtures", "wallaroo", "houseprice_bigquery")
 ENV_BUILD_TIMEOUT = 900
@@ -58,7 +57,7 @@ def _fresh_dataset(client):
 
 @pytest.mark.timeout(ENV_BUILD_TIMEOUT)
 def test_the_bigquery_tutorial_orchestration_writes_a_prediction_for_every_house(
-    orchzip_cli, tmp_path, bq_emulator, bq_service_account_key, bq_token_server, tutorial_tables,
+    orchzip_cli, tmp_path, bq_emulator, bq_service_account_key, bq_token_server, tutorial_tables,  # noqa: F811
 ):
     client, dataset = tutorial_tables
     tokens_before = bq_token_server.requests

@@ -122,3 +122,11 @@ def test_other_frameworks_and_missing_modules_are_named_as_not_available_locally
     assert done.stdout.splitlines()[1] == "False"
     assert "framework pytorch" in done.stderr and "not available in an orchzip local run" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_orchzips_own_environment_does_not_see_the_standin():
+    code = "import importlib.util as u; s = u.find_spec('wallaroo'); print(s.origin if s else None)"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "wallaroo_standin" not in done.stdout
