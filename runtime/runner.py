@@ -251,12 +251,13 @@ def start_run(store, task, python=None, extra_env=None, python_path=(), no_env=F
     try:
         safe_extract(task["source"], work_dir)
         main_py = find_main(work_dir)
-        context_path = os.path.join(run_dir, "context.json")
-        _write_private(context_path, json.dumps(task_context(store, task, run["id"]), indent=1))
-        _write_private(os.path.join(work_dir, "arguments.json"), json.dumps(task["args"]))
+        # Before the context is written: a failed environment build leaves no secrets behind.
         python, support_path, python_note = task_interpreter(
             work_dir, python=python, no_env=no_env, on_progress=on_env_progress
         )
+        context_path = os.path.join(run_dir, "context.json")
+        _write_private(context_path, json.dumps(task_context(store, task, run["id"]), indent=1))
+        _write_private(os.path.join(work_dir, "arguments.json"), json.dumps(task["args"]))
     except OrchzipError as err:
         store.update_run(run["id"], status="failure", ended_at=utcnow(), error=str(err), work_dir=work_dir)
         if task["kind"] == "run_once":
