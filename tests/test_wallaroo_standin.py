@@ -202,3 +202,16 @@ def test_in_sdk_mode_the_shim_resolves_everything_through_the_standin(tmp_path):
     assert where == "wallaroo"
     assert "{'k': 1}" in rest and "Connection(name='inputs', type='FILE')" in rest
     assert "SdkPipelineModel" in rest and STANDIN_DIR in rest
+
+
+@pytest.mark.timeout(300)
+def test_a_requirement_that_cannot_be_installed_fails_the_run_with_uvs_reason(cli, build, env_cache):
+    result = cli("run", build("uninstallable"))
+    assert result.code != 0, result
+    assert "Traceback" not in result.err
+    block = result.err[result.err.index("orchzip: error:"):]
+    assert block.startswith("orchzip: error: cannot install the task's requirements.txt (Python 3.")
+    assert "pandas>=99" in block and "unsatisfiable" in block, block
+    runs = cli("runs", "list", "--json").json()
+    assert runs[0]["status"] == "failure" and "pandas>=99" in runs[0]["error"]
+    assert not os.path.exists(os.path.join(os.path.dirname(runs[0]["work_dir"]), "context.json"))
