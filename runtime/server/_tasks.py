@@ -37,9 +37,7 @@ def run_json(run):
             "updated_at": run["updated_at"], "task": run["task_id"]}
 
 
-def _orchestration_to_run(ctx, body):
-    orch_id = field(body, "orch_id", "str")
-    workspace_id = field(body, "workspace_id", "int")
+def _orchestration_to_run(ctx, orch_id, workspace_id):
     ctx.store.get_workspace(id=workspace_id)
     orch = ctx.store.get_orchestration(orch_id)
     if orch["workspace_id"] != workspace_id:
@@ -51,15 +49,19 @@ def _orchestration_to_run(ctx, body):
     return orch
 
 
-def _common(ctx, body):
-    orch = _orchestration_to_run(ctx, body)
+def _common(ctx, body, *more):
+    """The fields of run_once / run_scheduled, all checked before anything is looked up."""
+    orch_id = field(body, "orch_id", "str")
+    workspace_id = field(body, "workspace_id", "int")
     args = field(body, "json", "object", required=False, default={})
     name = field(body, "name", "str", required=False)
     timeout = field(body, "timeout", "number", required=False)
     if timeout is not None and timeout <= 0:
         raise ApiError(422, f"field 'timeout' must be a positive number of seconds, not {timeout}")
     field(body, "debug", "bool", required=False)
-    return orch, args, name or orch["name"], timeout
+    extra = [field(body, name_, "str") for name_ in more]
+    orch = _orchestration_to_run(ctx, orch_id, workspace_id)
+    return (orch, args, name or orch["name"], timeout, *extra)
 
 
 def run_once(ctx, body):
@@ -72,8 +74,7 @@ def run_once(ctx, body):
 
 def run_scheduled(ctx, body):
     from orchzip.runtime.scheduler.control import schedule_task
-    orch, args, name, timeout = _common(ctx, body)
-    schedule = field(body, "schedule", "str")
+    orch, args, name, timeout, schedule = _common(ctx, body, "schedule")
     try:
         # The environment was built when the orchestration was packaged: this finds it cached.
         task = schedule_task(ctx.store, orch["path"], schedule, name=name, args=args, timeout=timeout,
@@ -123,23 +124,24 @@ def kill(ctx, body):
 
 
 def list_task_runs(ctx, body):
-    task = ctx.store.get_task(_exact_id(body, "task_id"))
+    task_id = field(body, "task_id", "str")
     limit = field(body, "limit", "int", required=False)
     status = field(body, "status", "str", required=False)
     if status is not None and status not in RUN_STATUSES:
         raise ApiError(422, f"field 'status' must be one of {', '.join(RUN_STATUSES)}, not {status!r}")
     if limit is not None and limit < 1:
         raise ApiError(422, f"field 'limit' must be 1 or more, not {limit}")
+    task = ctx.store.get_task(_exact_id(body, "task_id"))
     return [run_json(r) for r in ctx.store.list_runs(task_id=task["id"], status=status, limit=limit)]
 
 
 def get_logs_for_run(ctx, body):
     run_id = field(body, "id", "str")
-    if len(run_id) < 36:
-        raise ApiError(404, f"no run with id {run_id!r}")
     lines = field(body, "lines", "int", required=False)
     if lines is not None and lines < 0:
         raise ApiError(422, f"field 'lines' must be 0 or more, not {lines}")
+    if len(run_id) < 36:
+        raise ApiError(404, f"no run with id {run_id!r}")
     run = ctx.store.get_run(run_id)
     return {"logs": read_log(run, lines)}
 
