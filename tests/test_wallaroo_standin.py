@@ -209,6 +209,7 @@ def test_a_requirement_that_cannot_be_installed_fails_the_run_with_uvs_reason(cl
     result = cli("run", build("uninstallable"))
     assert result.code != 0, result
     assert "Traceback" not in result.err
+    assert "building the task environment" in result.err  # progress, shown while uv works
     block = result.err[result.err.index("orchzip: error:"):]
     assert block.startswith("orchzip: error: cannot install the task's requirements.txt (Python 3.")
     assert "pandas>=99" in block and "unsatisfiable" in block, block
