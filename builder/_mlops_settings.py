@@ -32,8 +32,10 @@ class Settings:
                  retries=DEFAULT_RETRIES, backoff=DEFAULT_BACKOFF, environ=None):
         env = os.environ if environ is None else environ
         self.url, self.url_source = _pick(url, "--url", env, "url")
+        # A token or user given as a flag wins over any credentials in the environment;
+        # the password of a --user may still come from WALLAROO_PASSWORD.
         if token or user:
-            env = {}
+            env = {k: v for k, v in env.items() if k == ENV["password"]}
         self.token, self.token_source = _pick(token, "--token", env, "token")
         self.user, self.user_source = (None, None) if self.token else _pick(user, "--user", env, "user")
         self.password, self.password_source = _pick(password, "--password", env, "password")
