@@ -70,22 +70,28 @@ def _run(argv, what, env=None):
 
 def emulator_python():
     """The interpreter of bqemulator's own virtual environment, built on first use."""
-    target = os.path.join(cache_dir(), f"bqemulator-{BQEMULATOR_VERSION}")
+    # numpy: bqemulator imports it without declaring it.
+    return cached_venv(f"bqemulator-{BQEMULATOR_VERSION}", [f"bqemulator=={BQEMULATOR_VERSION}", "numpy"],
+                       _emulator_interpreter())
+
+
+def cached_venv(name, packages, interpreter):
+    """The python of a virtual environment with ``packages``, built once under :func:`cache_dir`."""
+    target = os.path.join(cache_dir(), name)
     python = os.path.join(target, "bin", "python")
     ready = os.path.join(target, ".orchzip-ready")
     if os.path.exists(ready):
         return python
-    with open(os.path.join(cache_dir(), f"bqemulator-{BQEMULATOR_VERSION}.lock"), "w") as lock:
+    with open(os.path.join(cache_dir(), f"{name}.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a second test session waits for the first build
         if os.path.exists(ready):
             return python
-        building = tempfile.mkdtemp(prefix=f"bqemulator-{BQEMULATOR_VERSION}.", dir=cache_dir())
+        building = tempfile.mkdtemp(prefix=f"{name}.", dir=cache_dir())
         env = dict(os.environ, UV_PYTHON_DOWNLOADS="never")
         try:
-            _run([_uv(), "venv", "--python", _emulator_interpreter(), building], "creating the emulator's venv", env)
-            # numpy: bqemulator imports it without declaring it.
-            _run([_uv(), "pip", "install", "--python", os.path.join(building, "bin", "python"),
-                  f"bqemulator=={BQEMULATOR_VERSION}", "numpy"], "installing bqemulator", env)
+            _run([_uv(), "venv", "--python", interpreter, building], f"creating the venv {name}", env)
+            _run([_uv(), "pip", "install", "--python", os.path.join(building, "bin", "python"), *packages],
+                 f"installing {' '.join(packages)}", env)
             open(os.path.join(building, ".orchzip-ready"), "w").close()
             if os.path.exists(target):
                 shutil.rmtree(target)  # a build that never became ready
