@@ -358,3 +358,20 @@ def test_concurrent_requests_are_all_answered(server, workspace_id):
         results = list(pool.map(work, range(40)))
     assert results == [(200, 200, 200, 50, {"i": i}) for i in range(40)]
     assert "Traceback" not in server.log()
+
+
+def test_an_oversize_upload_without_content_length_is_refused_while_it_streams(server, workspace_id):
+    boundary = "orchzipboundary"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"metadata\"\r\n\r\n"
+            f"{{\"workspace_id\": {workspace_id}}}\r\n--{boundary}\r\nContent-Disposition: form-data; "
+            f"name=\"file\"; filename=\"big.zip\"\r\nContent-Type: application/zip\r\n\r\n").encode()
+
+    def chunks():  # a generator body: requests sends it chunked, with no Content-Length
+        yield head
+        for _ in range(40):
+            yield b"\0" * 65536
+
+    answer = requests.post(server.url + "/v1/api/orchestration/upload", data=chunks(), timeout=30,
+                           headers={**server.headers, "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert answer.status_code == 413 and answer.json()["code"] == 413
+    assert not [n for n in os.listdir(os.path.join(server.state_dir, "orchestrations")) if n.startswith(".upload-")]
