@@ -48,7 +48,7 @@ def test_upload_run_once_logs(remote, workspace_id, tmp_path):
     orch_id = uploaded.stdout.strip()
     assert len(orch_id) == 36 and "ready" in uploaded.stderr and "packaging" in uploaded.stderr
     ran = remote("remote", "run-once", orch_id, "--arg", "who=cli", "--wait")
-    assert f"task " in ran.stdout and "success" in ran.stdout
+    assert "task " in ran.stdout and "success" in ran.stdout
     run_id = ran.stdout.split("run ")[1].split()[0]
     logs = remote("remote", "logs", run_id)
     assert "hello from the task, in_task=True, args=[('who', 'cli')]" in logs.stdout

@@ -121,7 +121,7 @@ class ServerContext:
         except OrchzipError as err:  # recorded as the run's error by start_run
             log.warning("task %s could not start: %s", task["id"], err)
             return
-        except Exception as err:
+        except Exception:
             log.exception("task %s could not start", task["id"])
             self.store.update_task(task["id"], status="failed")
             return

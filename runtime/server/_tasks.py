@@ -124,7 +124,7 @@ def kill(ctx, body):
 
 
 def list_task_runs(ctx, body):
-    task_id = field(body, "task_id", "str")
+    field(body, "task_id", "str")
     limit = field(body, "limit", "int", required=False)
     status = field(body, "status", "str", required=False)
     if status is not None and status not in RUN_STATUSES:
