@@ -7,6 +7,7 @@ wallaroo SDK finds the message. Nothing here ever puts a traceback in a response
 
 import json
 import logging
+import uuid
 
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -102,7 +103,7 @@ async def read_json(request, limit=JSON_BODY_LIMIT):
         return {}
     try:
         value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as err:
+    except (ValueError, UnicodeDecodeError, RecursionError) as err:
         where = f" ({err.msg} at character {err.pos})" if isinstance(err, json.JSONDecodeError) else ""
         raise ApiError(400, f"request body is not valid JSON{where}") from None
     if not isinstance(value, dict):
@@ -112,7 +113,7 @@ async def read_json(request, limit=JSON_BODY_LIMIT):
 
 _KINDS = {
     "str": (lambda v: isinstance(v, str), "a string"),
-    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool) and -2**63 <= v < 2**63, "a 64-bit integer"),
     "number": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
     "bool": (lambda v: isinstance(v, bool), "true or false"),
     "object": (lambda v: isinstance(v, dict), "a JSON object"),
@@ -138,11 +139,19 @@ def field(body, name, kind, required=True, default=None):
 
 def int_id(value, name):
     """A local integer id given as an int or a string of digits."""
-    if isinstance(value, int):
+    if isinstance(value, int) and -2**63 <= value < 2**63:
         return value
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) < 19:
         return int(value)
     raise ApiError(404, f"no {name} with id {value!r}")
+
+
+def uuid_id(value, name):
+    """A whole UUID (the store also takes id prefixes; the API takes whole ids only)."""
+    try:
+        return str(uuid.UUID(value))
+    except (ValueError, TypeError, AttributeError):
+        raise ApiError(404, f"no {name} with id {value!r}") from None
 
 
 def endpoint(handler, status=200):
@@ -160,5 +169,5 @@ def endpoint(handler, status=200):
     return run
 
 
-__all__ = ["ApiError", "ConfigError", "EXCEPTION_HANDLERS", "endpoint", "error_response", "field", "int_id",
+__all__ = ["ApiError", "ConfigError", "EXCEPTION_HANDLERS", "endpoint", "error_response", "field", "int_id", "uuid_id",
            "read_body", "read_json", "status_for"]

@@ -74,7 +74,7 @@ def _read_table(content_type, raw):
     if kind == "application/json":
         try:
             records = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise ApiError(400, "body is not valid JSON; send df.to_json(orient='records')") from None
         if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
             raise ApiError(400, "body must be a JSON list of records (pandas-records), e.g. [{\"tensor\": [...]}]")

@@ -12,7 +12,7 @@ from collections import deque
 from starlette.routing import Route
 
 from orchzip.errors import ConfigError
-from orchzip.runtime.server._http import ApiError, endpoint, field
+from orchzip.runtime.server._http import ApiError, endpoint, field, uuid_id
 
 RUN_STATUSES = ("running", "success", "failure", "killed", "timed_out")
 DEFAULT_LAST_RUNS = 5
@@ -106,10 +106,7 @@ def get_by_id(ctx, body):
 
 
 def _exact_id(body, name):
-    value = field(body, name, "str")
-    if len(value) < 36:  # the store also takes id prefixes; the API takes whole ids only
-        raise ApiError(404, f"no task with id {value!r}")
-    return value
+    return uuid_id(field(body, name, "str"), "task")
 
 
 def kill(ctx, body):
@@ -140,9 +137,7 @@ def get_logs_for_run(ctx, body):
     lines = field(body, "lines", "int", required=False)
     if lines is not None and lines < 0:
         raise ApiError(422, f"field 'lines' must be 0 or more, not {lines}")
-    if len(run_id) < 36:
-        raise ApiError(404, f"no run with id {run_id!r}")
-    run = ctx.store.get_run(run_id)
+    run = ctx.store.get_run(uuid_id(run_id, "run"))
     return {"logs": read_log(run, lines)}
 
 
