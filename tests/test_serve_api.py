@@ -383,3 +383,20 @@ def test_an_oversize_upload_without_content_length_is_refused_while_it_streams(s
                            headers={**server.headers, "Content-Type": f"multipart/form-data; boundary={boundary}"})
     assert answer.status_code == 413 and answer.json()["code"] == 413
     assert not [n for n in os.listdir(os.path.join(server.state_dir, "orchestrations")) if n.startswith(".upload-")]
+
+
+def test_a_task_sees_connections_made_over_rest_and_infers_through_local_pipelines(server, workspace_id, hello_zip):
+    # The tutorial's order: connection over REST, then the orchestration reads it by name.
+    details = {"project_id": "p", "dataset": "housing_data", "table": "inputs"}
+    connection_id = server.post("/v1/api/connections/create",
+                                {"name": "houseprice-inputs", "type": "BIGQUERY", "details": details}).json()["id"]
+    server.post("/v1/api/connections/add_to_workspace", {"workspace_id": workspace_id, "connection_id": connection_id})
+    orch = ready_orchestration(server, hello_zip, workspace_id)
+    row = reference_rows()[0]
+    task_id = run_once(server, orch, {"connection": "houseprice-inputs", "pipeline": "housing", "tensor": row["tensor"]})
+    done = wait_for(lambda: task(server, task_id), lambda t: t["status"] in FINAL)
+    lines = logs(server, done["last_runs"][0]["run_id"])
+    assert done["status"] == "success", lines
+    assert "connection houseprice-inputs BIGQUERY dataset=housing_data workspaces=['tests']" in lines
+    prediction = float(next(line for line in lines if line.startswith("prediction")).split()[1])
+    assert prediction == pytest.approx(float(expected_predictions([row])[0]), rel=1e-5)
