@@ -7,6 +7,9 @@ import sys
 
 import pytest
 
+# The BigQuery emulator and its token server: session fixtures shared by every test module.
+pytest_plugins = ["tests.support.bq"]
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TUTORIAL_DATA = os.path.join(os.path.dirname(REPO), "shared", "wallaroo-tutorial-data")
 RF_MODEL = os.path.join(TUTORIAL_DATA, "rf_model.onnx")

@@ -22,8 +22,7 @@ from orchzip_shim.connectors import open_sink, open_source
 from orchzip_shim.context import Connection
 from orchzip_shim.errors import BadInput, MissingDependency, OrchzipError
 from orchzip_shim.models import OnnxModel
-from tests.conftest import REPO, RF_MODEL, reference_rows
-from tests.support.bq import bq_emulator, bq_service_account_key, bq_token_server  # noqa: F401
+from conftest import REPO, RF_MODEL, reference_rows
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -9,8 +9,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from tests.conftest import REPO, RF_MODEL, reference_rows
-from tests.support.bq import bq_emulator, bq_service_account_key, bq_token_server  # noqa: F401
+from conftest import REPO, RF_MODEL, reference_rows
 from tests.test_bigquery_connector import load_inputs, result_batch, table_rows, write
 from orchzip_shim.context import Connection
 

@@ -15,7 +15,6 @@ import onnxruntime as ort
 import pytest
 
 from conftest import REPO, RF_MODEL, reference_rows
-from tests.support.bq import bq_emulator, bq_service_account_key, bq_token_server  # noqa: F401
 
 FIXTURE = os.path.join(REPO, "tests", "fixtures", "wallaroo", "houseprice_bigquery")
 ENV_BUILD_TIMEOUT = 900
