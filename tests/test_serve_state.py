@@ -72,6 +72,8 @@ def test_packaging_builds_the_task_environment_and_state_survives_restarts(tmp_p
         assert "done" in server.post("/v1/api/task/get_logs_for_run", {"id": run_id}).json()["logs"]
         stopped = _task(server, long_id)
         assert stopped["status"] == "killed" and stopped["last_runs"][0]["status"] == "killed"
+        from orchzip.runtime.store import Store
+        assert Store(str(state)).get_run(stopped["last_runs"][0]["run_id"])["error"] == "orchzip serve stopped"
         # A server killed outright: its run is marked lost at the next start, its process killed.
         lost_id = server.post("/v1/api/task/run_once", {"orch_id": orch_id, "workspace_id": workspace_id,
                                                         "json": {"ticks": 600, "tick_seconds": 0.1}}).json()["id"]

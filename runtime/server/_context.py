@@ -20,6 +20,7 @@ log = logging.getLogger("orchzip.server")
 
 LOST_RUN = "orchzip serve stopped (lost run)"
 STOPPED_RUN = "orchzip serve stopped"
+KILL_WAIT_SECONDS = 15.0
 
 
 class ServerContext:
@@ -40,6 +41,7 @@ class ServerContext:
         self.packager = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="packaging")
         self.running = {}  # task id -> RunningTask of run-once tasks this server started
         self._running_lock = threading.Lock()
+        self._threads = set()
         self._stopping = threading.Event()
         self.scheduler = None
         self._scheduler_thread = None
@@ -58,10 +60,12 @@ class ServerContext:
         self._stopping.set()
         if self.scheduler is not None:
             self.scheduler.stop(grace=grace)
+        # Each run's own thread sees the stop (its should_stop) and kills it: one thread per run
+        # ever records how it ended.
         with self._running_lock:
-            running = list(self.running.values())
-        for handle in running:
-            handle.kill("killed", STOPPED_RUN)
+            threads = list(self._threads)
+        for thread in threads:
+            thread.join(KILL_WAIT_SECONDS)
         self.packager.shutdown(wait=False, cancel_futures=True)
         if self._scheduler_thread is not None:
             self._scheduler_thread.join(grace + 10)
@@ -107,14 +111,24 @@ class ServerContext:
 
     def start_run_once(self, task):
         thread = threading.Thread(target=self._run_once, args=(task,), name=f"task-{task['id'][:8]}", daemon=True)
+        with self._running_lock:
+            self._threads.add(thread)
         thread.start()
 
     def _run_once(self, task):
+        try:
+            self._start_and_watch(task)
+        finally:
+            with self._running_lock:
+                self.running.pop(task["id"], None)
+                self._threads.discard(threading.current_thread())
+
+    def _start_and_watch(self, task):
         from orchzip.runtime.runner import start_run
         from orchzip.runtime.scheduler.control import kill_requested
 
         try:
-            if kill_requested(self.store, task["id"]):
+            if self._stopping.is_set() or kill_requested(self.store, task["id"]):
                 self.store.update_task(task["id"], status="killed")
                 return
             handle = start_run(self.store, task, no_env=self.no_env)
@@ -128,14 +142,13 @@ class ServerContext:
         with self._running_lock:
             self.running[task["id"]] = handle
         try:
-            final = handle.wait(should_stop=lambda: kill_requested(self.store, task["id"]))
+            final = handle.wait(should_stop=lambda: self._stopping.is_set() or kill_requested(self.store, task["id"]))
+            if self._stopping.is_set() and final["status"] == "killed":
+                final = self.store.update_run(final["id"], error=STOPPED_RUN)
             log.info("task %s: run %s %s", task["id"], final["id"], final["status"])
         except Exception:
             log.exception("task %s: watching its run failed", task["id"])
             handle.kill("killed", "orchzip serve lost track of the run")
-        finally:
-            with self._running_lock:
-                self.running.pop(task["id"], None)
 
 
 def _kill_leftover(run):
