@@ -400,3 +400,11 @@ def test_a_task_sees_connections_made_over_rest_and_infers_through_local_pipelin
     assert "connection houseprice-inputs BIGQUERY dataset=housing_data workspaces=['tests']" in lines
     prediction = float(next(line for line in lines if line.startswith("prediction")).split()[1])
     assert prediction == pytest.approx(float(expected_predictions([row])[0]), rel=1e-5)
+
+
+def test_metadata_sent_as_a_file_part_is_read_too(server, workspace_id, hello_zip):
+    with open(hello_zip, "rb") as fh:
+        files = {"file": ("hello.zip", fh.read(), "application/zip"),
+                 "metadata": ("metadata.json", json.dumps({"workspace_id": workspace_id}).encode(), "application/json")}
+    answer = server.post("/v1/api/orchestration/upload", files=files)
+    assert answer.status_code == 202, answer.text

@@ -13,12 +13,12 @@ EXIT_FAILED = 1
 
 def _client(args):
     from orchzip.builder.mlops_client import Settings
-    password = None
-    if (args.user or (not args.token and not os.environ.get("WALLAROO_TOKEN") and os.environ.get("WALLAROO_USER"))) \
-            and not (args.password or os.environ.get("WALLAROO_PASSWORD")) and sys.stdin.isatty():
+    settings = Settings.from_argparse(args)
+    if settings.user and not settings.token and not settings.password and sys.stdin.isatty():
         import getpass
-        password = getpass.getpass(f"password of {args.user or os.environ['WALLAROO_USER']}: ")
-    return Settings.from_argparse(args, password=password).create_client()
+        settings.password = getpass.getpass(f"password of {settings.user}: ")
+        settings.password_source = "prompt"
+    return settings.create_client()
 
 
 def _note(text):

@@ -58,15 +58,17 @@ def _limited(request, limit):
     return Request(request.scope, receive)
 
 
-def _metadata(form):
+async def _metadata(form):
     raw = form.get("metadata")
     if raw is None:
         raise ApiError(422, "missing multipart part 'metadata' (JSON {\"workspace_id\": N, \"name\": \"...\"})")
-    if isinstance(raw, UploadFile):
-        raise ApiError(422, "part 'metadata' must be JSON text, not a file")
+    if isinstance(raw, UploadFile):  # sent with a file name: read it all the same
+        raw = await raw.read(CHUNK + 1)
+        if len(raw) > CHUNK:
+            raise ApiError(413, "part 'metadata' is over 1 MiB")
     try:
         meta = json.loads(raw)
-    except ValueError:
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ApiError(400, "part 'metadata' is not valid JSON") from None
     if not isinstance(meta, dict):
         raise ApiError(400, "part 'metadata' must be a JSON object")
@@ -100,7 +102,7 @@ async def upload(request):
     except HTTPException as err:
         raise ApiError(400, f"malformed multipart body: {err.detail}") from None
     try:
-        workspace_id, name = _metadata(form)
+        workspace_id, name = await _metadata(form)
         part = form.get("file")
         if not isinstance(part, UploadFile):
             raise ApiError(422, "missing multipart part 'file' holding the orchestration zip")
