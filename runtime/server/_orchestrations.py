@@ -98,7 +98,7 @@ async def upload(request):
     if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
         raise ApiError(415, "an upload is multipart/form-data with parts 'file' (the zip) and 'metadata' (JSON)")
     try:
-        form = await _limited(request, ctx.max_upload_bytes + CHUNK).form(max_files=1, max_fields=8)
+        form = await _limited(request, ctx.max_upload_bytes + CHUNK).form(max_files=2, max_fields=8)
     except HTTPException as err:
         raise ApiError(400, f"malformed multipart body: {err.detail}") from None
     try:
