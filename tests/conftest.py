@@ -11,7 +11,7 @@ import pytest
 pytest_plugins = ["tests.support.bq"]
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TUTORIAL_DATA = os.path.join(os.path.dirname(REPO), "shared", "wallaroo-tutorial-data")
+TUTORIAL_DATA = os.environ.get("ORCHZIP_TUTORIAL_DATA") or os.path.join(os.path.dirname(REPO), "shared", "wallaroo-tutorial-data")
 RF_MODEL = os.path.join(TUTORIAL_DATA, "rf_model.onnx")
 GBR_MODEL = os.path.join(TUTORIAL_DATA, "gbr_model.onnx")
 XTEST_1K = os.path.join(TUTORIAL_DATA, "xtest-1k.df.json")
