@@ -419,13 +419,8 @@ def _shim_copy(cache_dir):
 
 def find_requirements(work_dir):
     """The zip's requirements.txt: at its root, else the first one in a subfolder (or None)."""
-    if os.path.isfile(os.path.join(work_dir, "requirements.txt")):
-        return os.path.join(work_dir, "requirements.txt")
-    for root, dirs, files in os.walk(work_dir):
-        dirs.sort()
-        if "requirements.txt" in files:
-            return os.path.join(root, "requirements.txt")
-    return None
+    from orchzip.runtime.runner import find_first  # runner imports this module lazily: no cycle
+    return find_first(work_dir, "requirements.txt")
 
 
 def task_interpreter(work_dir, python=None, no_env=False, cache_dir=None, on_progress=None):

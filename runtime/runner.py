@@ -38,15 +38,22 @@ def prepare_zip(store, target):
     return target
 
 
-def find_main(work_dir):
-    """main.py at the root of the unpacked zip, else the first one in a subfolder (as Wallaroo)."""
-    if os.path.isfile(os.path.join(work_dir, "main.py")):
-        return os.path.join(work_dir, "main.py")
+def find_first(work_dir, file_name):
+    """``file_name`` at the root of an unpacked zip, else the first in a subfolder (Wallaroo's rule)."""
+    if os.path.isfile(os.path.join(work_dir, file_name)):
+        return os.path.join(work_dir, file_name)
     for root, dirs, files in os.walk(work_dir):
         dirs.sort()
-        if "main.py" in files:
-            return os.path.join(root, "main.py")
-    raise ConfigError("the zip holds no main.py; an orchestration needs main.py at its root")
+        if file_name in files:
+            return os.path.join(root, file_name)
+    return None
+
+
+def find_main(work_dir):
+    main_py = find_first(work_dir, "main.py")
+    if main_py is None:
+        raise ConfigError("the zip holds no main.py; an orchestration needs main.py at its root")
+    return main_py
 
 
 def task_context(store, task, run_id):
@@ -211,6 +218,23 @@ def kill_tree(pid, grace):
             proc.kill()
         except psutil.NoSuchProcess:
             pass
+
+
+def kill_lost_run(run):
+    """Kill what is left of a lost run's process tree, if its process is still that run's.
+
+    The pid may have been reused since: the process must carry the run's ORCHZIP_RUN_ID.
+    :returns: whether something was killed.
+    """
+    if not run.get("pid"):
+        return False
+    try:
+        if psutil.Process(run["pid"]).environ().get("ORCHZIP_RUN_ID") != run["id"]:
+            return False
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+    kill_tree(run["pid"], 2.0)
+    return True
 
 
 def last_error_line(log_path, max_bytes=65536):

@@ -370,13 +370,6 @@ def _holder_alive(lease):
 
 def _kill_orphan(run):
     """Kill what is left of a lost run's process tree, if that process is still this run's."""
-    from orchzip.runtime.runner import kill_tree
-    if not run.get("pid"):
-        return
-    try:
-        if psutil.Process(run["pid"]).environ().get("ORCHZIP_RUN_ID") != run["id"]:
-            return
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return
-    kill_tree(run["pid"], 2.0)
-    log.warning("run %s: killed the process tree it left behind (pid %d)", run["id"], run["pid"])
+    from orchzip.runtime.runner import kill_lost_run
+    if kill_lost_run(run):
+        log.warning("run %s: killed the process tree it left behind (pid %d)", run["id"], run["pid"])

@@ -11,7 +11,6 @@ import logging
 import os
 import threading
 
-import psutil
 
 from orchzip.errors import OrchzipError
 from orchzip.runtime.store import Store, utcnow
@@ -153,12 +152,5 @@ class ServerContext:
 
 def _kill_leftover(run):
     """Kill the process tree of a lost run if the process is still that run's."""
-    from orchzip.runtime.runner import kill_tree
-    if not run.get("pid"):
-        return
-    try:
-        if psutil.Process(run["pid"]).environ().get("ORCHZIP_RUN_ID") != run["id"]:
-            return
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return
-    kill_tree(run["pid"], 2.0)
+    from orchzip.runtime.runner import kill_lost_run
+    kill_lost_run(run)
