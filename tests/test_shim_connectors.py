@@ -3,7 +3,7 @@
 import pyarrow as pa
 import pytest
 
-from orchzip_shim.connectors import open_sink, open_source
+from orchzip_shim.connectors import duckdb_connector, open_sink, open_source
 from orchzip_shim.context import Connection
 from orchzip_shim.errors import BadInput, ConfigError
 
@@ -18,7 +18,9 @@ TARGETS = {
 
 
 @pytest.fixture(params=sorted(TARGETS))
-def connection(request, tmp_path):
+def connection(request, tmp_path, monkeypatch):
+    # Tiny DuckDB chunks, so that these small tests go through the staging table's every path.
+    monkeypatch.setattr(duckdb_connector, "INSERT_ROWS", 3)
     return TARGETS[request.param](tmp_path)
 
 
@@ -114,3 +116,48 @@ def test_duckdb_query_source(tmp_path):
     write(conn, [batch(0, 10)])
     query_conn = Connection("q", "DUCKDB", {"path": conn.details["path"], "query": "SELECT id FROM results WHERE id >= 7"})
     assert read_all(query_conn)["id"] == [7, 8, 9]
+
+
+def duckdb_tables(path):
+    import duckdb
+
+    with duckdb.connect(path, read_only=True) as db:
+        return sorted(r[0] for r in db.execute("SELECT table_name FROM information_schema.tables").fetchall())
+
+
+def test_duckdb_staging_tables_never_outlive_their_sink(tmp_path, monkeypatch):
+    monkeypatch.setattr(duckdb_connector, "INSERT_ROWS", 3)
+    conn = TARGETS["duckdb"](tmp_path)
+    write(conn, [batch(0, 10)])
+    write(conn, [batch(10, 10)], mode="append")
+    with pytest.raises(RuntimeError):
+        with open_sink(conn, mode="append") as sink:
+            sink.write(batch(50, 10))
+            raise RuntimeError("boom")
+    duckdb_connector._databases.pop(conn.details["path"]).close()
+    assert duckdb_tables(conn.details["path"]) == ["results"]
+    assert read_all(conn)["id"] == list(range(20))
+
+
+def test_duckdb_staging_left_by_a_killed_process_is_dropped_by_the_next_sink(tmp_path):
+    import duckdb
+
+    conn = TARGETS["duckdb"](tmp_path)
+    write(conn, [batch(0, 2)])
+    duckdb_connector._databases.pop(conn.details["path"]).close()
+    with duckdb.connect(conn.details["path"]) as db:  # as a process killed mid-run leaves it
+        db.execute('CREATE TABLE "results__orchzip_staging_999999999_abcd" AS SELECT 1 AS x')
+    write(conn, [batch(2, 2)], mode="append")
+    duckdb_connector._databases.pop(conn.details["path"]).close()
+    assert duckdb_tables(conn.details["path"]) == ["results"]
+    assert read_all(conn)["id"] == [0, 1, 2, 3]
+
+
+def test_duckdb_append_of_rows_that_do_not_fit_fails_at_the_first_chunk(tmp_path, monkeypatch):
+    monkeypatch.setattr(duckdb_connector, "INSERT_ROWS", 1)
+    conn = TARGETS["duckdb"](tmp_path)
+    write(conn, [batch(0, 2)])
+    sink = open_sink(conn, mode="append")
+    with pytest.raises(BadInput, match="other"):
+        sink.write(pa.RecordBatch.from_pydict({"other": pa.array([1, 2])}))
+    assert read_all(conn)["id"] == [0, 1]

@@ -1,20 +1,26 @@
 """DUCKDB connections: a database file and a table (or a query).
 
 Details: ``{"path": "data.duckdb", "table": "houses"}`` or ``{"path": ..., "query": "SELECT ..."}``;
-optionally ``threads`` (DuckDB's worker threads, default 1: the model uses the cores).
-Writes happen in one transaction that commits at the end, so a failed or killed run leaves
-the table as it was. DuckDB lets one process open a file once, so sources and sinks on the
+optionally ``threads`` (DuckDB's worker threads, default 1: the model uses the cores) and
+``memory_limit`` (default 64MB: DuckDB would otherwise cache the whole table it streams;
+it spills to disk past the limit).
+Writes go to a staging table that replaces or joins the table in one transaction at the
+end, so a failed or killed run leaves the table as it was (see DuckDBSink). DuckDB lets one process open a file once, so sources and sinks on the
 same file share one database handle (a cursor each).
 """
 
 import os
 import re
+import uuid
 
 from ..errors import BadInput, ConfigError, MissingDependency
 from . import Sink, Source
 
 _databases = {}  # absolute path -> duckdb connection, shared within this process
 INSERT_ROWS = 65_536  # rows gathered before one INSERT (see DuckDBSink.write)
+# DuckDB caches what it reads up to most of the machine's memory; a stream needs no cache.
+MEMORY_LIMIT = "64MB"
+STAGING_MARK = "__orchzip_staging_"  # <table><mark><pid>_<random>: a sink's rows until commit
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 
 
@@ -36,7 +42,8 @@ def _database(connection, must_exist):
             raise ConfigError(f"DuckDB file {path} of connection {connection.name!r} does not exist")
         duckdb = _duckdb()
         try:
-            _databases[path] = duckdb.connect(path, config={"threads": _threads(connection)})
+            config = {"threads": _threads(connection), "memory_limit": str(connection.details.get("memory_limit", MEMORY_LIMIT))}
+            _databases[path] = duckdb.connect(path, config=config)
         except duckdb.Error as err:
             raise ConfigError(f"cannot open DuckDB file {path} of connection {connection.name!r}: {err}") from None
     return _databases[path]
@@ -109,10 +116,15 @@ class DuckDBSource(Source):
 
 
 class DuckDBSink(Sink):
-    """Writes every batch inside one transaction; ``commit`` makes them visible together.
+    """Writes into a staging table; ``commit`` makes every row visible at once.
 
-    The database is opened at the first write, so a run that fails before writing does not
-    even create the file.
+    Each chunk of rows goes into the staging table in a transaction of its own, so DuckDB
+    holds no more than a chunk in memory however many rows a run writes (one transaction
+    for all rows kept them all in memory). ``commit`` then, in one transaction, renames the
+    staging table into place (overwrite, or a new table) or appends it to the table; ``abort``
+    drops it. A staging table left by a killed process is dropped by the next sink on that
+    table. The database is opened at the first write, so a run that fails before writing
+    does not even create the file.
     """
 
     def __init__(self, connection, mode="append", table=None, create=True):
@@ -123,24 +135,35 @@ class DuckDBSink(Sink):
         self.rows_written = 0
         self._cursor = None
         self._ended = False
-        self._exists = self._filled = False
+        self._exists = False
+        self._staging = None  # quoted name, once the first chunk is in
         self._pending, self._pending_rows = [], 0  # batches not inserted yet
         if not create:
             self._begin()  # the table must exist already: say so before any work is done
 
     def _begin(self):
         self._cursor = _database(self.connection, must_exist=not self.create).cursor()
-        self._cursor.execute("BEGIN TRANSACTION")
-        name = self.table.replace('"', "").split(".")[-1]
-        found = self._cursor.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]
-        ).fetchall()[0][0]  # fetchall: a half-read result blocks the cursor
-        self._exists = found > 0
+        schema, name = _split(self.table)
+        tables = {r[0] for r in self._cursor.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [schema or "main"]
+        ).fetchall()}  # fetchall: a half-read result blocks the cursor
+        self._exists = name in tables
         if not self._exists and not self.create:
             self._fail(ConfigError(
                 f"table {self.table} of connection {self.connection.name!r} does not exist; "
                 f"create it or open the sink with create=True"
             ))
+        self._drop_leftover_staging(schema, name, tables)
+        staging = f"{name}{STAGING_MARK}{os.getpid()}_{uuid.uuid4().hex[:8]}"
+        self._staging_name = staging
+        self._staging_quoted = f'"{schema}"."{staging}"' if schema else f'"{staging}"'
+
+    def _drop_leftover_staging(self, schema, name, tables):
+        prefix = f"{name}{STAGING_MARK}"
+        for table in tables:
+            if table.startswith(prefix) and not _alive(table[len(prefix):].split("_")[0]):
+                quoted = f'"{schema}"."{table}"' if schema else f'"{table}"'
+                self._cursor.execute(f"DROP TABLE IF EXISTS {quoted}")
 
     def _fail(self, error):
         self.abort()
@@ -168,11 +191,13 @@ class DuckDBSink(Sink):
         self._pending, self._pending_rows = [], 0
         self._cursor.register("__orchzip_batch", chunk)
         try:
-            if not self._filled and (self.mode == "overwrite" or not self._exists):
-                self._cursor.execute(f"CREATE OR REPLACE TABLE {self.table} AS SELECT * FROM __orchzip_batch")
+            if self._staging is None:
+                if self._exists and self.mode == "append":
+                    self._check_fits_table()
+                self._cursor.execute(f"CREATE TABLE {self._staging_quoted} AS SELECT * FROM __orchzip_batch")
+                self._staging = self._staging_quoted
             else:
-                self._cursor.execute(f"INSERT INTO {self.table} BY NAME SELECT * FROM __orchzip_batch")
-            self._filled = True
+                self._cursor.execute(f"INSERT INTO {self._staging} SELECT * FROM __orchzip_batch")
         except duckdb.Error as err:
             self._fail(BadInput(
                 f"results do not fit table {self.table} of connection {self.connection.name!r} "
@@ -183,6 +208,14 @@ class DuckDBSink(Sink):
                 self._cursor.unregister("__orchzip_batch")
         self.rows_written += chunk.num_rows
 
+    def _check_fits_table(self):
+        # Appending goes by column name; try it on no rows so a mismatch fails now, not at commit.
+        self._cursor.execute("BEGIN TRANSACTION")
+        try:
+            self._cursor.execute(f"INSERT INTO {self.table} BY NAME SELECT * FROM __orchzip_batch LIMIT 0")
+        finally:
+            self._cursor.execute("ROLLBACK")
+
     def commit(self):
         if self._ended:
             return
@@ -191,18 +224,42 @@ class DuckDBSink(Sink):
         if self._cursor is None and self.mode == "overwrite" and os.path.exists(path):
             self._begin()  # no rows this run, but overwrite still empties the table
         if self._cursor is not None:
-            if not self._filled and self.mode == "overwrite" and self._exists:
-                self._cursor.execute(f"DELETE FROM {self.table}")
-            self._cursor.execute("COMMIT")
+            self._cursor.execute("BEGIN TRANSACTION")
+            try:
+                self._swap_in()
+                self._cursor.execute("COMMIT")
+            except BaseException:
+                self._cursor.execute("ROLLBACK")
+                self._fail_quietly()
+                raise
+            self._staging = None
         self._end()
+
+    def _swap_in(self):
+        if self._staging is None:
+            if self.mode == "overwrite" and self._exists:
+                self._cursor.execute(f"DELETE FROM {self.table}")
+        elif self._exists and self.mode == "append":
+            self._cursor.execute(f"INSERT INTO {self.table} BY NAME SELECT * FROM {self._staging}")
+            self._cursor.execute(f"DROP TABLE {self._staging}")
+        else:
+            if self._exists:
+                self._cursor.execute(f"DROP TABLE {self.table}")
+            self._cursor.execute(f'ALTER TABLE {self._staging} RENAME TO "{_split(self.table)[1]}"')
+
+    def _fail_quietly(self):
+        try:
+            self.abort()
+        except Exception:  # the original error is the one to report
+            pass
 
     def abort(self):
         if self._ended:
             return
         self._pending = []
         try:
-            if self._cursor is not None:
-                self._cursor.execute("ROLLBACK")
+            if self._cursor is not None and self._staging is not None:
+                self._cursor.execute(f"DROP TABLE IF EXISTS {self._staging}")
         finally:
             self._end()
 
@@ -211,6 +268,22 @@ class DuckDBSink(Sink):
             self._cursor.close()
             self._cursor = None
         self._ended = True
+
+
+def _split(quoted_table):
+    """``(schema or None, name)`` of a quoted table name."""
+    parts = quoted_table.replace('"', "").split(".")
+    return (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
+
+
+def _alive(pid_text):
+    try:
+        os.kill(int(pid_text), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _first_line(err):
