@@ -5,8 +5,9 @@ optionally ``threads`` (DuckDB's worker threads, default 1: the model uses the c
 ``memory_limit`` (default 64MB: DuckDB would otherwise cache the whole table it streams;
 it spills to disk past the limit).
 Writes go to a staging table that replaces or joins the table in one transaction at the
-end, so a failed or killed run leaves the table as it was (see DuckDBSink). DuckDB lets one process open a file once, so sources and sinks on the
-same file share one database handle (a cursor each).
+end, so a failed or killed run leaves the table as it was (see DuckDBSink). DuckDB lets one
+process open a file once, so sources and sinks on the same file share one database handle
+(a cursor each).
 """
 
 import os
