@@ -17,7 +17,7 @@ import psutil
 from orchzip.errors import ConfigError, OrchzipError
 from orchzip.runtime.store import utcnow
 
-__all__ = ["RunningTask", "prepare_zip", "start_run", "run_once", "TASK_STATUS_FOR_RUN"]
+__all__ = ["RunningTask", "prepare_zip", "start_run", "run_once", "reconcile_lost_runs", "TASK_STATUS_FOR_RUN"]
 
 BOOTSTRAP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "task_bootstrap.py")
 KILL_GRACE_SECONDS = 3.0
@@ -235,6 +235,35 @@ def kill_lost_run(run):
         return False
     kill_tree(run["pid"], 2.0)
     return True
+
+
+LOST_RUN = "lost: its orchzip run stopped before the run ended"
+
+
+def reconcile_lost_runs(store):
+    """Record as failed the runs of `orchzip run` tasks whose process is gone unrecorded.
+
+    An `orchzip run` killed outright cannot record how its run ended. Runs of scheduled tasks
+    and of `orchzip serve` are left to the scheduler and the server, which recover their own.
+    """
+    for run in store.running_runs(kind="run_once"):
+        task = store.get_task(run["task_id"])
+        if task.get("orch_id") or not run.get("pid") or _run_process_alive(run):
+            continue
+        store.update_run(run["id"], status="failure", ended_at=utcnow(), error=LOST_RUN)
+        store.update_task(task["id"], status="failed")
+
+
+def _run_process_alive(run):
+    try:
+        process = psutil.Process(run["pid"])
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return process.environ().get("ORCHZIP_RUN_ID") == run["id"]
+    except psutil.AccessDenied:
+        return True  # not ours to judge
+    except psutil.NoSuchProcess:
+        return False
 
 
 def last_error_line(log_path, max_bytes=65536):

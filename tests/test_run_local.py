@@ -197,3 +197,37 @@ def test_connection_secrets_are_masked_and_the_store_is_owner_only(orchzip_cli, 
     assert os.stat(state_dir).st_mode & 0o077 == 0
     assert os.stat(os.path.join(state_dir, "state.db")).st_mode & 0o077 == 0
     assert_one_line_error(orchzip_cli("connections", "create", "bq", "--type", "FILE"), "already exists")
+
+
+@pytest.mark.timeout(120)
+def test_a_run_whose_orchzip_run_was_killed_is_recorded_failed_once_its_process_is_gone(orchzip_cli, state_dir, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "sleeper"
+    folder.mkdir()
+    (folder / "main.py").write_text("import time\nprint('sleeping', flush=True)\ntime.sleep(300)\n")
+    cli = subprocess.Popen([sys.executable, "-m", "orchzip", "--state-dir", state_dir, "run", str(folder), "--no-env"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        runs = []
+        while time.monotonic() < deadline and not (runs and runs[0]["pid"]):
+            time.sleep(0.2)
+            runs = orchzip_cli("runs", "list", "--json").json()
+        assert runs and runs[0]["pid"], "the run never started"
+        cli.send_signal(signal.SIGKILL)  # orchzip run dies without recording anything
+        cli.wait(timeout=30)
+        assert orchzip_cli("runs", "list", "--json").json()[0]["status"] == "running"  # its task still runs
+        os.kill(runs[0]["pid"], signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and _alive(runs[0]["pid"]):
+            time.sleep(0.1)
+        run = orchzip_cli("runs", "show", runs[0]["id"], "--json").json()
+        assert run["status"] == "failure" and "lost" in run["error"]
+        assert orchzip_cli("tasks", "status", run["task_id"], "--json").json()["status"] == "failed"
+    finally:
+        cli.kill()
+        cli.wait(timeout=30)

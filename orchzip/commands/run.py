@@ -112,13 +112,18 @@ def cmd_run(args):
     return 0 if run["status"] == "success" else EXIT_TASK_FAILED
 
 
-def _store(args):
+def open_store(args):
+    """The store, with runs whose `orchzip run` died unrecorded marked failed first."""
+    from orchzip.runtime.runner import reconcile_lost_runs
     from orchzip.runtime.store import Store
-    return Store(args.state_dir)
+
+    store = Store(args.state_dir)
+    reconcile_lost_runs(store)
+    return store
 
 
 def cmd_runs_list(args):
-    rows = _store(args).list_runs(task_id=args.task, status=args.status, limit=args.limit)
+    rows = open_store(args).list_runs(task_id=args.task, status=args.status, limit=args.limit)
     if args.json:
         print_json(rows)
     else:
@@ -132,7 +137,7 @@ def _fmt_seconds(run):
 
 
 def cmd_runs_show(args):
-    run = _store(args).get_run(args.run_id)
+    run = open_store(args).get_run(args.run_id)
     if args.json:
         print_json(run)
     else:
@@ -141,7 +146,7 @@ def cmd_runs_show(args):
 
 
 def cmd_runs_logs(args):
-    run = _store(args).get_run(args.run_id)
+    run = open_store(args).get_run(args.run_id)
     if not run["log_path"]:
         raise ConfigError(f"run {run['id']} has no log: it failed before its task started ({run['error']})")
     with open(run["log_path"], encoding="utf-8", errors="replace") as fh:

@@ -6,7 +6,7 @@ import sys
 
 from orchzip.errors import ConfigError
 from orchzip.commands._output import add_json_flag, print_json, print_table
-from orchzip.commands.run import _fmt_seconds, add_run_arguments, cmd_runs_logs, parse_task_args
+from orchzip.commands.run import _fmt_seconds, add_run_arguments, cmd_runs_logs, open_store, parse_task_args
 
 EXIT_FAILED = 1
 
@@ -43,11 +43,6 @@ Skipped fires are not runs (Wallaroo has no "skipped" run status): see them with
 """
 
 
-def _store(args):
-    from orchzip.runtime.store import Store
-    return Store(args.state_dir)
-
-
 def _show_progress(line):
     print(line, file=sys.stderr, flush=True)
 
@@ -68,7 +63,7 @@ def cmd_schedule(args):
     task_args = parse_task_args(args.args, args.arg)
     validate_schedule(args.cron, args.tz, args.timeout, args.overlap, args.misfire_grace, args.retries,
                       args.retry_backoff)  # refuse bad input before building anything
-    store = _store(args)
+    store = open_store(args)
     task = schedule_task(
         store, args.target, args.cron, name=args.name, args=task_args, timeout=args.timeout, tz=args.tz,
         overlap=args.overlap, misfire_grace=args.misfire_grace, retries=args.retries, retry_backoff=args.retry_backoff,
@@ -93,7 +88,7 @@ def cmd_scheduler(args):
     logger = logging.getLogger("orchzip.scheduler")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
-    scheduler = Scheduler(_store(args), grace=args.grace)
+    scheduler = Scheduler(open_store(args), grace=args.grace)
     scheduler.install_signal_handlers()
     scheduler.run()
 
@@ -101,7 +96,7 @@ def cmd_scheduler(args):
 # -- tasks ----------------------------------------------------------------------------------
 def cmd_tasks_list(args):
     from orchzip.runtime.scheduler.loop import scheduler_alive
-    store = _store(args)
+    store = open_store(args)
     tasks = store.list_tasks(kind=args.kind)
     if args.status:
         tasks = [t for t in tasks if t["status"] == args.status]
@@ -121,7 +116,7 @@ def cmd_tasks_list(args):
 def cmd_tasks_status(args):
     from orchzip.runtime.scheduler.clock import from_iso
     from orchzip.runtime.scheduler.control import task_status
-    status = task_status(_store(args), args.task_id)
+    status = task_status(open_store(args), args.task_id)
     if args.json:
         print_json(status)
         return
@@ -144,7 +139,7 @@ def cmd_tasks_status(args):
 
 
 def cmd_tasks_runs(args):
-    store = _store(args)
+    store = open_store(args)
     task = store.get_task(args.task_id)
     rows = store.list_runs(task_id=task["id"], status=args.status, limit=args.limit)
     if args.json:
@@ -155,7 +150,7 @@ def cmd_tasks_runs(args):
 
 
 def cmd_tasks_logs(args):
-    store = _store(args)
+    store = open_store(args)
     task = store.get_task(args.task_id)
     if args.run:
         run = store.get_run(args.run)
@@ -171,7 +166,7 @@ def cmd_tasks_logs(args):
 
 def cmd_tasks_kill(args):
     from orchzip.runtime.scheduler.control import request_kill, wait_until_ended
-    store = _store(args)
+    store = open_store(args)
     task = request_kill(store, args.task_id)
     if task["status"] == "pending_kill" and args.wait > 0:
         task = wait_until_ended(store, task["id"], args.wait)
@@ -188,7 +183,7 @@ def cmd_tasks_kill(args):
 def _cmd_pause_resume(action):
     def cmd(args):
         from orchzip.runtime.scheduler import control
-        task = getattr(control, f"{action}_task")(_store(args), args.task_id)
+        task = getattr(control, f"{action}_task")(open_store(args), args.task_id)
         if args.json:
             print_json(task)
         elif action == "pause":
