@@ -16,6 +16,7 @@ import psutil
 
 from orchzip.errors import ConfigError, OrchzipError
 from orchzip.runtime.store import utcnow
+from orchzip.runtime.wallaroo_versions import resolve_version
 
 __all__ = ["RunningTask", "prepare_zip", "start_run", "run_once", "reconcile_lost_runs", "TASK_STATUS_FOR_RUN"]
 
@@ -71,6 +72,8 @@ def task_context(store, task, run_id):
             for p in store.list_pipelines()
         },
         "workspaces": [w["name"] for w in store.list_workspaces()],
+        # The Wallaroo release whose behaviour the task sees (see wallaroo_versions).
+        "wallaroo_version": task.get("wallaroo_version") or resolve_version(),
     }
 
 

@@ -1,0 +1,49 @@
+"""The Wallaroo releases orchzip can target, and which one a run targets.
+
+Behaviour that differs between Wallaroo releases (the shape of inference results, the SDK's
+pins in the task image) follows one setting: the target Wallaroo version. It reaches a task
+through its context (``wallaroo_version``), so the shim and the wallaroo stand-in shape
+results as that release does.
+
+How the version is chosen, first match wins: an explicit value (a ``--wallaroo-version``
+flag), ``$ORCHZIP_WALLAROO_VERSION``, then :data:`DEFAULT_VERSION`.
+"""
+
+import os
+
+from orchzip.errors import ConfigError
+
+__all__ = ["DEFAULT_VERSION", "KNOWN_VERSIONS", "VERSION_ENV", "resolve_version", "anomaly_column"]
+
+VERSION_ENV = "ORCHZIP_WALLAROO_VERSION"
+
+# Releases whose behaviour orchzip has checked, oldest first. ``anomaly``: the name of the
+# per-row count of failed validation checks in inference results.
+KNOWN_VERSIONS = {
+    "2023.2.1": {"anomaly": "check_failures"},
+    "2024.1.0": {"anomaly": "anomaly.count"},
+    "2026.1.3": {"anomaly": "anomaly.count"},
+}
+DEFAULT_VERSION = "2026.1.3"
+
+
+def resolve_version(explicit=None, environ=None):
+    """The target Wallaroo version: ``explicit``, else the environment, else the default.
+
+    :raises ConfigError: for a version orchzip does not know.
+    """
+    environ = os.environ if environ is None else environ
+    value = explicit or environ.get(VERSION_ENV) or DEFAULT_VERSION
+    value = str(value).strip()
+    if value not in KNOWN_VERSIONS:
+        known = ", ".join(KNOWN_VERSIONS)
+        raise ConfigError(
+            f"unknown Wallaroo version {value!r}; orchzip knows: {known} "
+            f"(set it with --wallaroo-version or ${VERSION_ENV})"
+        )
+    return value
+
+
+def anomaly_column(version):
+    """``check_failures`` for 2023 releases, ``anomaly.count`` for later ones."""
+    return KNOWN_VERSIONS[version]["anomaly"]
