@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "build",
     "run",
     "state",
+    "workspaces",
     "schedule",
     "remote",
     "serve",
