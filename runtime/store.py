@@ -153,6 +153,13 @@ MIGRATIONS = [
     );
     CREATE INDEX orchestrations_by_workspace ON orchestrations(workspace_id, created_at);
     """,
+    # 5: bounded run logs. log_bytes: all a run printed (in stored form); log_dropped_bytes:
+    # how much of it its log left out; tasks.log_max_bytes: the cap its runs' logs keep.
+    """
+    ALTER TABLE runs ADD COLUMN log_bytes INTEGER;
+    ALTER TABLE runs ADD COLUMN log_dropped_bytes INTEGER;
+    ALTER TABLE tasks ADD COLUMN log_max_bytes INTEGER;
+    """,
 ]
 
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import sys
 
 import pytest
@@ -53,7 +54,9 @@ def test_upload_run_once_logs(remote, workspace_id, tmp_path):
     logs = remote("remote", "logs", run_id)
     assert "hello from the task, in_task=True, args=[('who', 'cli')]" in logs.stdout
     task_id = ran.stdout.split()[1]
-    assert remote("remote", "logs", task_id, "--task", "--lines", "1").stdout == "done\n"
+    assert remote("remote", "logs", task_id, "--task", "--lines", "2").stdout == "done\nTask run complete. Status: success\n"
+    raw = remote("remote", "logs", task_id, "--task", "--lines", "1", "--raw").stdout
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z stdout F Task run complete\. Status: success\n", raw), raw
     runs = json.loads(remote("remote", "runs", task_id, "--json").stdout)
     assert [r["status"] for r in runs] == ["success"]
     task = json.loads(remote("remote", "task", task_id, "--json").stdout)

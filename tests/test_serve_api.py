@@ -8,6 +8,7 @@ import concurrent.futures
 import io
 import json
 import os
+import re
 import stat
 import sys
 import time
@@ -19,6 +20,7 @@ import pytest
 import requests
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "serve"))
+from orchzip.runtime.task_logs import parse_line  # noqa: E402
 from serve_helpers import Server, orchzip, wait_for  # noqa: E402
 
 from conftest import RF_MODEL, TUTORIAL_DATA, XTEST_1K, reference_rows  # noqa: E402
@@ -80,9 +82,10 @@ def task(server, task_id):
 
 
 def logs(server, run_id, **fields):
+    """The text of each line of a run's log (the API gives them in Wallaroo's form)."""
     answer = server.post("/v1/api/task/get_logs_for_run", {"id": run_id, **fields})
     assert answer.status_code == 200, answer.text
-    return answer.json()["logs"]
+    return [parse_line(line).text for line in answer.json()["logs"]]
 
 
 # -- authentication --------------------------------------------------------------------------
@@ -151,8 +154,11 @@ def test_upload_packaging_run_once_success_and_logs(server, workspace_id, hello_
     runs = server.post("/v1/api/task/list_task_runs", {"task_id": task_id}).json()
     assert [r["status"] for r in runs] == ["success"] and runs[0]["task"] == task_id
     lines = logs(server, runs[0]["run_id"])
-    assert "hello from the task, in_task=True, args=[('greeting', 'hi')]" in lines and lines[-1] == "done"
-    assert logs(server, runs[0]["run_id"], lines=1) == ["done"]
+    assert "hello from the task, in_task=True, args=[('greeting', 'hi')]" in lines and lines[-2] == "done"
+    assert lines[0] == "WALLAROO: Setting up task run..." and "Task environment ready. Running..." in lines
+    assert logs(server, runs[0]["run_id"], lines=2) == ["done", "Task run complete. Status: success"]
+    raw = server.post("/v1/api/task/get_logs_for_run", {"id": runs[0]["run_id"]}).json()["logs"]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z (stdout|stderr) [FP] .*", line) for line in raw), raw
     assert task_id in [t["id"] for t in server.post("/v1/api/task/list", {"workspace_id": workspace_id}).json()]
 
 

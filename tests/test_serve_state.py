@@ -7,6 +7,7 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "serve"))
+from orchzip.runtime.task_logs import parse_line  # noqa: E402
 from serve_helpers import Server, wait_for  # noqa: E402
 
 pytestmark = pytest.mark.timeout(600)
@@ -52,8 +53,8 @@ def test_packaging_builds_the_task_environment_and_state_survives_restarts(tmp_p
         done = wait_for(lambda: _task(server, done_id), lambda t: t["status"] in FINAL, timeout=120)
         assert done["status"] == "success", server.log()[-3000:]
         run_id = done["last_runs"][0]["run_id"]
-        logs = server.post("/v1/api/task/get_logs_for_run", {"id": run_id}).json()["logs"]
-        assert "Python 3.10" in logs[0] and "hello from the task, in_task=True, args=[('n', 1)]" in logs
+        logs = [parse_line(line).text for line in server.post("/v1/api/task/get_logs_for_run", {"id": run_id}).json()["logs"]]
+        assert "Python 3.10" in logs[1] and "hello from the task, in_task=True, args=[('n', 1)]" in logs
         # A run going when the server stops is killed and recorded, not left behind.
         long_id = server.post("/v1/api/task/run_once", {"orch_id": orch_id, "workspace_id": workspace_id,
                                                         "json": {"ticks": 600, "tick_seconds": 0.1}}).json()["id"]
@@ -69,7 +70,8 @@ def test_packaging_builds_the_task_environment_and_state_survives_restarts(tmp_p
         assert server.post("/v1/api/orchestration/get_by_id", {"id": orch_id}).json()["status"] == "ready"
         assert server.post("/v1/api/connections/get", {"name": "kept"}).json()["details"] == {"url": "x"}
         assert _task(server, done_id)["status"] == "success"
-        assert "done" in server.post("/v1/api/task/get_logs_for_run", {"id": run_id}).json()["logs"]
+        assert "done" in [parse_line(line).text
+                          for line in server.post("/v1/api/task/get_logs_for_run", {"id": run_id}).json()["logs"]]
         stopped = _task(server, long_id)
         assert stopped["status"] == "killed" and stopped["last_runs"][0]["status"] == "killed"
         from orchzip.runtime.store import Store
@@ -79,7 +81,7 @@ def test_packaging_builds_the_task_environment_and_state_survives_restarts(tmp_p
                                                         "json": {"ticks": 600, "tick_seconds": 0.1}}).json()["id"]
         lost_run = wait_for(lambda: _task(server, lost_id)["last_runs"], bool, timeout=60)[0]["run_id"]
         wait_for(lambda: server.post("/v1/api/task/get_logs_for_run", {"id": lost_run}).json()["logs"],
-                 lambda lines: "tick 1" in lines, timeout=60)
+                 lambda lines: "tick 1" in [parse_line(line).text for line in lines], timeout=60)
         os.killpg(server.process.pid, signal.SIGKILL)
         server.process.wait(10)
     finally:

@@ -163,8 +163,8 @@ def cmd_logs(args):
     logs = client.get_logs(run_id, lines=args.lines)
     if args.json:
         return print_json({"id": run_id, "logs": logs})
-    for line in logs:
-        print(line)
+    from orchzip.commands.run import print_log_lines
+    print_log_lines(logs, timestamps=args.timestamps, raw=args.raw)
 
 
 def cmd_kill(args):
@@ -300,6 +300,8 @@ def register(subparsers):
     p.add_argument("run_id", help="a run id (or, with --task, a task id: its latest run)")
     p.add_argument("--task", action="store_true", help="RUN_ID is a task id: show its latest run's logs")
     p.add_argument("--lines", type=int, help="only the last N lines")
+    p.add_argument("--timestamps", "-t", action="store_true", help="each line with the time it was printed (UTC)")
+    p.add_argument("--raw", action="store_true", help="the lines as Wallaroo gives them: time, stream, F|P flag, text")
     _common(p, Settings)
     p.set_defaults(func=cmd_logs)
 
