@@ -142,8 +142,21 @@ def _fmt_seconds(run):
     return "" if seconds is None else f"{seconds:.2f}"
 
 
+def _chosen_run(args):
+    """The run named by RUN_ID, or with --last the newest run."""
+    store = open_store(args)
+    if args.last == bool(args.run_id):
+        raise ConfigError("name a run: give a RUN_ID (or its first characters) or --last, not both")
+    if args.last:
+        newest = store.list_runs(limit=1)
+        if not newest:
+            raise ConfigError(f"no runs yet in {store.state_dir}; start one with: orchzip run ZIP_OR_FOLDER")
+        return newest[0]
+    return store.get_run(args.run_id)
+
+
 def cmd_runs_show(args):
-    run = open_store(args).get_run(args.run_id)
+    run = _chosen_run(args)
     if args.json:
         print_json(dict(run, log_truncated=bool(run.get("log_dropped_bytes"))))
         return
@@ -167,20 +180,8 @@ def _mib(n):
     return f"{n / 1048576:.1f} MiB" if n >= 104858 else f"{n} bytes"
 
 
-def _last_run(store):
-    runs = store.list_runs(limit=1)
-    if not runs:
-        raise ConfigError("there are no runs yet; start one with: orchzip run ZIP_OR_FOLDER")
-    return runs[0]
-
-
 def cmd_runs_logs(args):
-    store = open_store(args)
-    if args.last and args.run_id:
-        raise ConfigError("give a run id or --last, not both")
-    if not args.last and not args.run_id:
-        raise ConfigError("which run? give a run id (see: orchzip runs list) or --last for the latest run")
-    run = _last_run(store) if args.last else store.get_run(args.run_id)
+    run = _chosen_run(args)
     print_log(run, lines=args.lines, json_=args.json, timestamps=args.timestamps, raw=args.raw)
 
 
@@ -209,6 +210,11 @@ def print_log_lines(stored, timestamps=False, raw=False):
         continued = parsed.partial
     if continued:
         print()
+
+
+def add_run_choice(parser):
+    parser.add_argument("run_id", nargs="?", help="a run id or its first characters")
+    parser.add_argument("--last", action="store_true", help="the newest run instead of RUN_ID")
 
 
 def add_run_arguments(parser):
@@ -257,7 +263,7 @@ def register(subparsers):
     add_json_flag(p)
     p.set_defaults(func=cmd_runs_list)
     p = sub.add_parser("show", help="one run's record")
-    p.add_argument("run_id", help="a run id or its first characters")
+    add_run_choice(p)
     add_json_flag(p)
     p.set_defaults(func=cmd_runs_show)
     p = sub.add_parser(
@@ -267,8 +273,7 @@ def register(subparsers):
         "lines; shown as text unless --timestamps or --raw. --json gives the stored lines as "
         "the API's get_logs_for_run does.",
     )
-    p.add_argument("run_id", nargs="?", help="a run id or its first characters")
-    p.add_argument("--last", action="store_true", help="the latest run (no id needed)")
+    add_run_choice(p)
     p.add_argument("--lines", type=int, help="only the last N lines")
     p.add_argument("--timestamps", "-t", action="store_true", help="each line with the time it was printed (UTC)")
     p.add_argument("--raw", action="store_true", help="the stored lines as they are: time, stream, F|P flag, text")
