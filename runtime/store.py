@@ -158,7 +158,14 @@ MIGRATIONS = [
     """
     ALTER TABLE pipelines ADD COLUMN workspace_id INTEGER REFERENCES workspaces(id) ON DELETE SET NULL;
     """,
-    # 6: what an orchzip.yaml declares that has no other home (written by `orchzip apply`):
+    # 6: bounded run logs. log_bytes: all a run printed (in stored form); log_dropped_bytes:
+    # how much of it its log left out; tasks.log_max_bytes: the cap its runs' logs keep.
+    """
+    ALTER TABLE runs ADD COLUMN log_bytes INTEGER;
+    ALTER TABLE runs ADD COLUMN log_dropped_bytes INTEGER;
+    ALTER TABLE tasks ADD COLUMN log_max_bytes INTEGER;
+    """,
+    # 7: what an orchzip.yaml declares that has no other home (written by `orchzip apply`):
     # orchestration folders by name, and tasks by name. A scheduled task's settings live in
     # its row of tasks (task_id); a run-once task is a recipe `orchzip run NAME` starts.
     """
