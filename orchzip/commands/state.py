@@ -5,10 +5,11 @@ import os
 import sys
 
 from orchzip.errors import ConfigError
-from orchzip.commands._output import add_json_flag, print_json, print_table
+from orchzip.commands._output import add_json_flag, print_deleted, print_json, print_table
 from orchzip.runtime.redact import mask_details
 
 MAX_DETAILS_FILE = 1 << 20
+
 
 def parse_json_object(text, what):
     """``text`` as a JSON object, or one line saying where it is wrong (never echoing it: it may hold secrets)."""
@@ -109,8 +110,7 @@ def _details_cell(row):
 
 def cmd_connections_delete(args):
     _store(args).delete_connection(args.name)
-    if not args.json:
-        print(f"deleted connection {args.name}")
+    print_deleted(args, "connection", args.name)
 
 
 def cmd_pipelines_create(args):
@@ -136,8 +136,7 @@ def cmd_pipelines_list(args):
 
 def cmd_pipelines_delete(args):
     _store(args).delete_pipeline(args.name)
-    if not args.json:
-        print(f"deleted pipeline {args.name}")
+    print_deleted(args, "pipeline", args.name)
 
 
 def register(subparsers):
