@@ -354,9 +354,10 @@ class Store:
     def update_connection(self, name, type, details):
         """Change a connection's type and details in place (its id and workspaces stay)."""
         self.get_connection(name)
+        kind = connection_schemas.validate(name, type, details)
         with self.transaction() as db:
             db.execute("UPDATE connections SET type = ?, details = ? WHERE name = ?",
-                       (str(type).upper(), json.dumps(details), name))
+                       (kind, json.dumps(details, allow_nan=False), name))
         return self.get_connection(name)
 
     def _connection_row(self, row):

@@ -23,7 +23,7 @@ connections:
     workspaces: [houseprice]
   houseprice_results:
     type: FILE
-    details: {path: data/results.parquet, token: "${RESULTS_TOKEN}"}
+    details: {path: "${RESULTS_DIR}/results.parquet"}
 pipelines:
   houseprice:
     model: model.onnx
@@ -95,7 +95,7 @@ def test_apply_creates_everything_the_file_declares_and_a_second_apply_plans_not
     assert connection["details"]["path"] == str(project / "data" / "houses.duckdb")  # relative to the file
     assert connection["workspace_names"] == ["houseprice"]
     results = json.loads(ok(orchzip("connections", "get", "houseprice_results", "--json", cwd=project)).stdout)
-    assert results["details"]["token"] == "${RESULTS_TOKEN}"  # kept unexpanded
+    assert results["details"]["path"] == "${RESULTS_DIR}/results.parquet"  # kept unexpanded
 
 
 def test_dry_run_creates_no_state_and_changes_none(project):
@@ -159,7 +159,7 @@ def test_export_writes_a_file_that_applies_to_the_same_state(project, tmp_path):
     ok(orchzip("export", "-o", "exported.yaml", cwd=project))
     exported = (project / "exported.yaml").read_text()
     assert "path: data/houses.duckdb" in exported and "model: model.onnx" in exported  # relative again
-    assert "${RESULTS_TOKEN}" in exported
+    assert "${RESULTS_DIR}/results.parquet" in exported
 
     # The exported file describes the same state: applying it there plans nothing ...
     assert "nothing to change" in ok(orchzip("apply", "-f", "exported.yaml", cwd=project)).stdout
@@ -196,7 +196,7 @@ def test_run_name_runs_a_declared_task_with_its_args(project):
         db.execute("CREATE TABLE house_inputs AS SELECT tensor FROM read_parquet(?) LIMIT 40",
                    [os.path.join(REPO, "examples", "houseprice", "inputs.parquet")])
     ok(orchzip("apply", cwd=project))
-    run = ok(orchzip("run", "score", "--no-env", "--json", cwd=project / "orch", env={"RESULTS_TOKEN": "t"}))
+    run = ok(orchzip("run", "score", "--no-env", "--json", cwd=project / "orch", env={"RESULTS_DIR": str(project / "data")}))
     record = json.loads(run.stdout)
     assert record["status"] == "success" and record["rows_written"] == 40
     task = json.loads(ok(orchzip("tasks", "status", record["task_id"], "--json", cwd=project)).stdout)

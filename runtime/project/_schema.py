@@ -216,7 +216,12 @@ def check_references(project):
     """``(loc, text)`` for every name the file uses but does not declare."""
     workspaces = set(project.workspaces)
     problems = []
+    from orchzip.runtime import connection_schemas
     for name, connection in project.connections.items():
+        try:
+            connection_schemas.validate(name, connection.type, connection.details)
+        except OrchzipError as err:
+            problems.append((("connections", name), str(err)))
         for index, workspace in enumerate(connection.workspaces):
             if workspace not in workspaces:
                 problems.append((("connections", name, "workspaces", index), _undeclared("workspace", workspace, workspaces)))
