@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "schedule",
     "remote",
     "serve",
+    "ui",
 ]
 
 EXIT_OK = 0
