@@ -57,6 +57,9 @@
           log.dataset.status = data.run.status;
           var note = document.getElementById("log-note");
           if (note) { note.textContent = "The run has ended (" + data.run.status.replace("_", " ") + ")."; }
+          Array.prototype.forEach.call(document.querySelectorAll("form[action$='/kill']"), function (form) {
+            form.hidden = true;  // nothing left to kill
+          });
           return;
         }
         window.setTimeout(poll, data.text ? 300 : 1000);
