@@ -18,6 +18,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "fix
 from serve_helpers import Server, orchzip, wait_for  # noqa: E402
 
 from conftest import EXAMPLE_MODEL  # noqa: E402
+from orchzip.runtime.dashboard._queries import display_log  # noqa: E402
 from tests.support.run_history import fill_history  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
@@ -232,9 +233,11 @@ def test_log_endpoint_answers_the_bytes_after_an_offset(browser, server):
     with open(run["log_path"], encoding="utf-8") as fh:
         whole = fh.read()
     first = get(browser, server, f"/ui/runs/{run['id']}/log?offset=0").json()
-    assert first["text"] == whole and first["run"]["status"] == "failure" and first["done"] is False
+    assert first["text"] == display_log(whole) and first["run"]["status"] == "failure" and first["done"] is False
+    assert re.search(r"^\d\d:\d\d:\d\d ! failing on purpose: boom$", first["text"], re.M)  # stderr, marked
     cut = whole.index("\n") + 1
-    assert get(browser, server, f"/ui/runs/{run['id']}/log?offset={cut}").json()["text"] == whole[cut:]
+    rest = get(browser, server, f"/ui/runs/{run['id']}/log?offset={cut}").json()["text"]
+    assert rest == display_log(whole[cut:]) and first["text"].endswith(rest) and len(rest) < len(first["text"])
     end = get(browser, server, f"/ui/runs/{run['id']}/log?offset={first['offset']}").json()
     assert end["text"] == "" and end["done"] is True
     get(browser, server, f"/ui/runs/{run['id']}/log?offset=x", status=400)

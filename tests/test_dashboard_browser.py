@@ -130,11 +130,12 @@ def test_sign_in_open_a_task_and_watch_a_run_finish_live(server, driver, screens
     wait(driver, lambda d: "tick 2" in log.text and status.text == "running", "log lines of the running task")
     driver.save_screenshot(str(screenshots / "dashboard-run-running.png"))
     wait(driver, lambda d: status.text == "success", "the run to finish")
-    wait(driver, lambda d: "done" in log.text.splitlines()[-1:], "the log's last line")
-    assert "tick 19" in log.text and driver.execute_script("return window.orchzipNotReloaded === true;")
+    wait(driver, lambda d: any(line.endswith("| done") for line in log.text.splitlines()), "the log's last line")
+    assert "| tick 19" in log.text and driver.execute_script("return window.orchzipNotReloaded === true;")
     assert "success" in status.get_attribute("class")
     assert driver.find_element(By.ID, "run-exit_code").text == "0"
     assert driver.find_element(By.ID, "run-duration").text.endswith(" s")
-    assert not any(form.is_displayed() for form in driver.find_elements(By.CSS_SELECTOR, "form[action$='/kill']"))
+    wait(driver, lambda d: not any(f.is_displayed() for f in d.find_elements(By.CSS_SELECTOR, "form[action$='/kill']")),
+         "the kill button to go")
     driver.save_screenshot(str(screenshots / "dashboard-run.png"))
     assert console_errors(driver) == []

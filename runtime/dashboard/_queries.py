@@ -194,7 +194,28 @@ def read_log_chunk(run, offset=None, max_bytes=256 * 1024):
         return "", offset, truncated  # only a partial line so far: wait for its end
     if end == 0:
         end = len(data)  # one line longer than a whole chunk: give it in pieces
-    return data[:end].decode("utf-8", "replace"), offset + end, truncated
+    return display_log(data[:end].decode("utf-8", "replace")), offset + end, truncated
+
+
+def display_log(text):
+    """Stored log lines as a reader wants them: ``HH:MM:SS | text`` (``!`` marks stderr).
+
+    The stored form (time with nanoseconds, stream, full/partial flag; see ``task_logs``) is
+    for the wallaroo SDK; pieces of one long line are joined again. Lines of logs written
+    before that form are shown as they are.
+    """
+    from orchzip.runtime.task_logs import parse_line
+    out, continuing = [], False
+    for raw in text.splitlines():
+        line = parse_line(raw)
+        if line.time is None:
+            out.append(line.text + "\n")
+            continuing = False
+            continue
+        prefix = "" if continuing else f"{line.time[11:19]} {'!' if line.stream == 'stderr' else '|'} "
+        out.append(prefix + line.text + ("" if line.partial else "\n"))
+        continuing = line.partial
+    return "".join(out)
 
 
 _sha_cache = {}

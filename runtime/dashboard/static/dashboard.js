@@ -29,6 +29,11 @@
     if (ended && run.ended_at) { ended.textContent = run.ended_at.slice(0, 19).replace("T", " ") + " UTC"; }
     var took = document.getElementById("run-duration");
     if (took) { took.textContent = duration(run.duration); }
+    if (run.status !== "running") {
+      Array.prototype.forEach.call(document.querySelectorAll("form[action$='/kill']"), function (form) {
+        form.hidden = true;  // nothing left to kill
+      });
+    }
     var status = document.getElementById("run-status");
     var badge = status && status.querySelector(".badge");
     if (badge && badge.textContent !== run.status.replace("_", " ")) {
@@ -57,9 +62,6 @@
           log.dataset.status = data.run.status;
           var note = document.getElementById("log-note");
           if (note) { note.textContent = "The run has ended (" + data.run.status.replace("_", " ") + ")."; }
-          Array.prototype.forEach.call(document.querySelectorAll("form[action$='/kill']"), function (form) {
-            form.hidden = true;  // nothing left to kill
-          });
           return;
         }
         window.setTimeout(poll, data.text ? 300 : 1000);
