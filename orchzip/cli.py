@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "schedule",
     "remote",
     "serve",
+    "ui",
     "completion",
 ]
 
