@@ -285,8 +285,14 @@ def temp_path(path):
 
 
 def remove_leftovers(path):
-    """Remove temporary files beside ``path`` whose process no longer runs; returns them."""
+    """Remove temporary files beside ``path`` whose process no longer runs; returns them.
+
+    A ledger left half-installed by a killed commit is rolled forward (or removed) first.
+    """
     directory, base = os.path.split(path)
+    if os.path.exists(os.path.join(directory, f".{base}.orchzip-lock")):
+        with _Ledger(path).locked():
+            pass
     prefix = f".{base}."
     removed = []
     try:
