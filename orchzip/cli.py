@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "remote",
     "serve",
     "ui",
+    "completion",
 ]
 
 EXIT_OK = 0
