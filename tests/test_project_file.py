@@ -263,3 +263,26 @@ def test_commands_in_a_subfolder_use_the_project_state_and_the_state_dir_option_
     listed = ok(orchzip("pipelines", "list", "--json", cwd=project / "orch", env={"ORCHZIP_STATE_DIR": str(other)}))
     assert json.loads(listed.stdout) == []
     assert not (project / "orch" / ".orchzip").exists()
+
+
+@pytest.mark.timeout(600)
+def test_init_then_apply_then_run_predicts_in_the_task_environment(tmp_path):
+    import pyarrow.parquet as pq
+    ok(orchzip("init", "shop", cwd=tmp_path))
+    project = tmp_path / "shop"
+    assert (project / "orchzip.yaml").is_file() and (project / "orchestrations" / "predict" / "main.py").is_file()
+    ok(orchzip("apply", cwd=project))
+    # A real run: main.py in the environment built from the orchestration's requirements.txt.
+    run = json.loads(ok(orchzip("run", "predict", "--json", cwd=project, timeout=540)).stdout)
+    assert run["status"] == "success" and run["rows_written"] == 8
+    table = pq.read_table(project / "data" / "predictions.parquet").to_pydict()
+    # The starter model is linear: 50,000 + 25,000 bedrooms + 15,000 bathrooms + 150 sqft - 1,000 age.
+    assert table["out_variable"][0] == [pytest.approx(50_000 + 25_000 * 3 + 15_000 * 2 + 150 * 1500 - 1_000 * 10)]
+    assert table["in_bedrooms"] == [3, 2, 4, 5, 1, 3, 4, 2]
+    assert "nothing to change" in ok(orchzip("apply", cwd=project)).stdout
+
+
+def test_init_refuses_to_overwrite_a_project(tmp_path):
+    ok(orchzip("init", cwd=tmp_path))
+    again = orchzip("init", cwd=tmp_path)
+    assert again.returncode == 2 and "already has" in again.stderr and "orchzip.yaml" in again.stderr
