@@ -233,3 +233,40 @@ def test_a_bad_serve_token_file_is_one_line_that_never_shows_it(tmp_path):
     (state / "serve-token").write_bytes(SECRET.encode() + b"\r\n")
     shown = run_cli(state, tmp_path, "serve", "--show-token")
     assert shown.returncode == 0 and shown.stdout.strip() == SECRET
+
+
+# -- pipelines: the model is loaded when the pipeline is created ----------------------------------
+def _model(tmp_path, kind):
+    path = tmp_path / "model.onnx"
+    if kind == "text":
+        path.write_text("this is not a model\n")
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "zip":
+        import zipfile
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.write(RF_MODEL, "rf_model.onnx")
+    elif kind == "folder":
+        path.mkdir()
+    elif kind == "good":
+        path.write_bytes(open(RF_MODEL, "rb").read())
+    return str(path)
+
+
+PIPELINE_CASES = [
+    ("text file", "p", "text", "is not an ONNX model orchzip can run"),
+    ("empty file", "p", "empty", "model.onnx is empty"),
+    ("zip", "p", "zip", "is a zip, not an ONNX model; give the .onnx file inside it"),
+    ("folder", "p", "folder", "model.onnx is a folder, not a file"),
+    ("missing", "p", "missing", "model.onnx does not exist"),
+    ("empty name", "", "good", "a pipeline needs a non-empty name"),
+    ("name with a line break", "a\nb", "good", "no line breaks"),
+]
+
+
+@pytest.mark.parametrize("name, kind, expect", [c[1:] for c in PIPELINE_CASES], ids=[c[0] for c in PIPELINE_CASES])
+def test_pipeline_create_checks_the_model(tmp_path, name, kind, expect):
+    result = run_cli(tmp_path / "state", tmp_path, "pipelines", "create", name, "--model", _model(tmp_path, kind))
+    assert_clean_refusal(result, expect)
+    listed = run_cli(tmp_path / "state", tmp_path, "pipelines", "list", "--json")
+    assert listed.returncode == 0 and json.loads(listed.stdout) == []
