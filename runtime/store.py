@@ -208,6 +208,15 @@ MIGRATIONS = [
         updated_at TEXT NOT NULL
     );
     """,
+    # 10: the default workspace of each wallaroo SDK user of `orchzip serve` (the workspace
+    # Client.get_current_workspace() gives before set_current_workspace), by the user id of
+    # the SDK's credentials.
+    """
+    CREATE TABLE user_default_workspaces (
+        user_id TEXT PRIMARY KEY,
+        workspace_id INTEGER NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE
+    );
+    """,
 ]
 
 
@@ -314,6 +323,18 @@ class Store:
             )
         with self.transaction() as db:
             db.execute("DELETE FROM workspaces WHERE id = ?", (workspace["id"],))
+
+    def default_workspace(self, user_id):
+        """The default workspace of SDK user ``user_id`` (see migration 10), or None."""
+        rows = self._query("SELECT w.* FROM workspaces w JOIN user_default_workspaces d ON d.workspace_id = w.id "
+                           "WHERE d.user_id = ?", (user_id,))
+        return rows[0] if rows else None
+
+    def set_default_workspace(self, user_id, workspace_id):
+        self.get_workspace(id=workspace_id)
+        with self.transaction() as db:
+            db.execute("INSERT INTO user_default_workspaces(user_id, workspace_id) VALUES (?, ?) "
+                       "ON CONFLICT(user_id) DO UPDATE SET workspace_id = excluded.workspace_id", (user_id, workspace_id))
 
     # -- connections ----------------------------------------------------------------------
     def create_connection(self, name, type, details):
