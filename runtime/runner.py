@@ -16,7 +16,7 @@ import psutil
 
 from orchzip.errors import ConfigError, OrchzipError
 from orchzip.runtime.store import utcnow
-from orchzip.runtime.wallaroo_versions import resolve_version
+from orchzip.runtime.wallaroo_versions import anomaly_column, resolve_version
 
 __all__ = ["RunningTask", "prepare_zip", "start_run", "run_once", "reconcile_lost_runs", "TASK_STATUS_FOR_RUN"]
 
@@ -59,6 +59,7 @@ def find_main(work_dir):
 
 def task_context(store, task, run_id):
     """What the shim (or the wallaroo stand-in) inside the task may see."""
+    version = task.get("wallaroo_version") or resolve_version()
     return {
         "task_id": task["id"],
         "run_id": run_id,
@@ -68,12 +69,15 @@ def task_context(store, task, run_id):
             for c in store.list_connections()
         },
         "pipelines": {
-            p["name"]: {"model": p["model_path"], "tensor_column": p["tensor_column"]}
+            p["name"]: {"model": p["model_path"], "tensor_column": p["tensor_column"],
+                        "workspace": p["workspace_name"]}  # None: the default workspace
             for p in store.list_pipelines()
         },
-        "workspaces": [w["name"] for w in store.list_workspaces()],
-        # The Wallaroo release whose behaviour the task sees (see wallaroo_versions).
-        "wallaroo_version": task.get("wallaroo_version") or resolve_version(),
+        "workspaces": [{k: w[k] for k in ("id", "name", "created_at")} for w in store.list_workspaces()],
+        # The Wallaroo release whose behaviour the task sees (see wallaroo_versions), and the
+        # name that release gives the results' check count, for the shim and the stand-in.
+        "wallaroo_version": version,
+        "anomaly_column": anomaly_column(version),
     }
 
 
