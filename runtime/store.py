@@ -158,6 +158,13 @@ MIGRATIONS = [
     """
     ALTER TABLE pipelines ADD COLUMN workspace_id INTEGER REFERENCES workspaces(id) ON DELETE SET NULL;
     """,
+    # 6: bounded run logs. log_bytes: all a run printed (in stored form); log_dropped_bytes:
+    # how much of it its log left out; tasks.log_max_bytes: the cap its runs' logs keep.
+    """
+    ALTER TABLE runs ADD COLUMN log_bytes INTEGER;
+    ALTER TABLE runs ADD COLUMN log_dropped_bytes INTEGER;
+    ALTER TABLE tasks ADD COLUMN log_max_bytes INTEGER;
+    """,
 ]
 
 
