@@ -314,6 +314,6 @@ def test_what_a_task_cannot_find_is_one_line_saying_how_to_create_it_locally(cli
     result = cli("run", build("missing_pipeline"), *args)
     assert result.code == 1, result
     assert "Traceback" not in result.out + result.err
-    assert message in result.out.splitlines(), result  # what the task printed
+    assert message in (result.out + result.err).splitlines(), result  # what the task printed
     assert result.err.splitlines()[-1].startswith(message + " (log: ")  # orchzip run's summary
     assert "not reached" not in result.out
