@@ -9,11 +9,13 @@ connection details may hold credentials.
 import datetime
 import json
 import os
+import shutil
 import sqlite3
 import threading
 import uuid
 
 from orchzip.errors import ConfigError
+from orchzip.runtime import connection_schemas
 
 __all__ = ["Store", "NotFound", "AlreadyExists", "utcnow"]
 
@@ -270,15 +272,13 @@ class Store:
 
     # -- connections ----------------------------------------------------------------------
     def create_connection(self, name, type, details):
-        if not name or not isinstance(name, str):
-            raise ConfigError("a connection needs a non-empty name")
-        if not isinstance(details, dict):
-            raise ConfigError(f"details of connection {name!r} must be a JSON object")
+        """Store a connection after :func:`connection_schemas.validate` passed it (else it raises)."""
+        kind = connection_schemas.validate(name, type, details)
         try:
             with self.transaction() as db:
                 db.execute(
                     "INSERT INTO connections(name, type, details, created_at) VALUES (?, ?, ?, ?)",
-                    (name, str(type).upper(), json.dumps(details), utcnow()),
+                    (name, kind, json.dumps(details, allow_nan=False), utcnow()),
                 )
         except sqlite3.IntegrityError:
             raise AlreadyExists(
@@ -330,7 +330,10 @@ class Store:
             )
 
     def _connection_row(self, row):
-        row["details"] = json.loads(row["details"])
+        # Rows stored before details were validated may hold anything: decode, never raise.
+        row["details"], problem = connection_schemas.decode_details(row["details"])
+        if problem:
+            row["details_error"] = f"{problem}; delete and create it again: orchzip connections delete {row['name']}"
         row["workspace_names"] = [
             r["name"]
             for r in self._query(
@@ -460,6 +463,38 @@ class Store:
         if limit:
             sql += f" LIMIT {int(limit)}"
         return self._query(sql, params)
+
+    def prune_runs(self, keep=None, before=None, dry_run=False):
+        """Forget ended runs: all but the newest ``keep`` per task name (each `orchzip run` is a
+        task of its own, so runs group by name), and/or those created
+        before ``before`` (a UTC ISO time). Their records and run folders (logs, work files) go.
+        A running run is never pruned. Returns the pruned runs, oldest first.
+        """
+        if keep is None and before is None:
+            raise ConfigError("say what to prune: --keep N (runs per task) and/or --older-than DAYS")
+        if keep is not None and keep < 0:
+            raise ConfigError(f"--keep must be 0 or more runs, not {keep}")
+        ranked = """SELECT runs.*, ROW_NUMBER() OVER (PARTITION BY tasks.name
+                                                      ORDER BY runs.created_at DESC, runs.rowid DESC) AS newer
+                    FROM runs JOIN tasks ON tasks.id = runs.task_id"""
+        sql, params = f"SELECT * FROM ({ranked}) WHERE status != 'running' AND (0", []
+        if keep is not None:
+            sql += " OR newer > ?"
+            params.append(keep)
+        if before is not None:
+            sql += " OR created_at < ?"
+            params.append(before)
+        doomed = self._query(sql + ") ORDER BY created_at", params)
+        for run in doomed:
+            run.pop("newer", None)
+        if dry_run or not doomed:
+            return doomed
+        with self.transaction() as db:
+            db.executemany("DELETE FROM runs WHERE id = ? AND status != 'running'", [(r["id"],) for r in doomed])
+        for run in doomed:
+            # After the records: a folder without a record is only litter, a record without its folder a lie.
+            shutil.rmtree(os.path.join(self.state_dir, "runs", run["id"]), ignore_errors=True)
+        return doomed
 
     # -- scheduled tasks ----------------------------------------------------------------
     def claim_fire(self, task_id, expected_next, next_fire_at, claimed_fire_at=None, skipped=()):
