@@ -25,8 +25,10 @@ BOOTSTRAP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "task_boots
 KILL_GRACE_SECONDS = 3.0
 POLL_SECONDS = 0.1
 
-# A run-once task ends with the status of its run, in Wallaroo's words for tasks.
-TASK_STATUS_FOR_RUN = {"success": "success", "failure": "failed", "killed": "killed", "timed_out": "timed_out"}
+# A run-once task's status once its run ended. As on Wallaroo, a task that has run stays
+# `started` whatever its run's outcome (success, failure, timed_out): the outcome lives on the
+# run. Only a kill ends the task itself.
+TASK_STATUS_FOR_RUN = {"success": "started", "failure": "started", "killed": "killed", "timed_out": "started"}
 
 
 def prepare_zip(store, target):
@@ -248,7 +250,7 @@ def reconcile_lost_runs(store):
         if task.get("orch_id") or not run.get("pid") or _run_process_alive(run):
             continue
         store.update_run(run["id"], status="failure", ended_at=utcnow(), error=LOST_RUN)
-        store.update_task(task["id"], status="failed")
+        store.update_task(task["id"], status="killed" if task["status"] == "pending_kill" else TASK_STATUS_FOR_RUN["failure"])
 
 
 def _run_process_alive(run):
@@ -296,7 +298,7 @@ def start_run(store, task, python=None, extra_env=None, python_path=(), no_env=F
         store.update_run(run["id"], status="failure", ended_at=utcnow(), error=str(err), work_dir=work_dir,
                          **finish_log(log, "failure"))
         if task["kind"] == "run_once":
-            store.update_task(task["id"], status="failed")
+            store.update_task(task["id"], status=TASK_STATUS_FOR_RUN["failure"])
         raise
     env = dict(os.environ)
     env.update(extra_env or {})

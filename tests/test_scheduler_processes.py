@@ -4,6 +4,7 @@ processes, on a seconds schedule. Every wait has a deadline; every process is ki
 import datetime
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -268,12 +269,17 @@ def test_run_once_tasks_share_the_task_history(orchzip_cli, tmp_path):
     ran = orchzip_cli("run", make_zip(tmp_path, "quick", QUICK), "--no-env", "--json")
     assert ran.code == 0, ran
     (task,) = orchzip_cli("tasks", "list", "--json").json()
-    assert task["kind"] == "run_once" and task["status"] == "success" and task["last_run"] == "success"
+    # As on Wallaroo, a run-once task that has run stays `started`; its run has the outcome.
+    assert task["kind"] == "run_once" and task["status"] == "started" and task["last_run"] == "success"
     (run,) = orchzip_cli("tasks", "runs", task["id"], "--json").json()
     assert run["id"] == ran.json()["id"]
     assert "fired at" in orchzip_cli("tasks", "logs", task["id"]).out
+    listed = orchzip_cli("tasks", "list").out.splitlines()
+    assert re.search(r"\bSTATUS\b.*\bLAST_RUN\b", listed[0]) and re.search(r"\bstarted\b.*\bsuccess\b", listed[-1]), listed
+    killed = orchzip_cli("tasks", "kill", task["id"])  # nothing runs: killed at once
+    assert killed.code == 0 and killed.out.strip() == f"task {task['id']} killed", killed
     refused = orchzip_cli("tasks", "kill", task["id"])
-    assert refused.code == 2 and "already ended (success)" in refused.err
+    assert refused.code == 2 and "already ended (killed)" in refused.err
 
 
 def test_tasks_kill_stops_an_orchzip_run_in_another_process(orchzip_cli, tmp_path, state_dir, store, pid_dir):

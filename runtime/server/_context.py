@@ -13,6 +13,7 @@ import threading
 
 
 from orchzip.errors import OrchzipError
+from orchzip.runtime.runner import TASK_STATUS_FOR_RUN
 from orchzip.runtime.store import Store, utcnow
 
 log = logging.getLogger("orchzip.server")
@@ -97,11 +98,16 @@ class ServerContext:
                 continue  # an `orchzip run` of its own, maybe still going
             _kill_leftover(run)
             self.store.update_run(run["id"], status="failure", ended_at=utcnow(), error=LOST_RUN)
-            self.store.update_task(task["id"], status="failed")
+            self.store.update_task(task["id"], status=TASK_STATUS_FOR_RUN["failure"])
             log.warning("run %s of task %s: %s", run["id"], task["id"], LOST_RUN)
         for task in self.store.list_tasks(kind="run_once"):
-            if task.get("orch_id") and task["status"] in ("pending", "started", "pending_kill"):
-                self.store.update_task(task["id"], status="killed" if task["status"] == "pending_kill" else "failed")
+            if not task.get("orch_id") or task["status"] not in ("pending", "started", "pending_kill"):
+                continue
+            if task["status"] == "pending_kill":
+                self.store.update_task(task["id"], status="killed")
+            elif not self.store.list_runs(task_id=task["id"], limit=1):
+                # Started by a server that died before its run was recorded: it never ran.
+                self.store.update_task(task["id"], status="failed")
 
     # -- background work ------------------------------------------------------------------
     def submit_packaging(self, orch_id):
