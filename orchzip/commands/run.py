@@ -212,6 +212,22 @@ def print_log_lines(stored, timestamps=False, raw=False):
         print()
 
 
+def cmd_runs_prune(args):
+    before = None
+    if args.older_than is not None:
+        if args.older_than < 0:
+            raise ConfigError(f"--older-than must be 0 or more days, not {args.older_than:g}")
+        from datetime import datetime, timedelta, timezone
+        # The store's own time form (UTC ISO, milliseconds), so that the text comparison holds.
+        before = (datetime.now(timezone.utc) - timedelta(days=args.older_than)).isoformat(timespec="milliseconds")
+    pruned = open_store(args).prune_runs(keep=args.keep, before=before, dry_run=args.dry_run)
+    if args.json:
+        print_json({"pruned" if not args.dry_run else "would_prune": [r["id"] for r in pruned]})
+    else:
+        verb = "would prune" if args.dry_run else "pruned"
+        print(f"{verb} {len(pruned)} run{'' if len(pruned) == 1 else 's'} (records, logs and run folders)")
+
+
 def add_run_choice(parser):
     parser.add_argument("run_id", nargs="?", help="a run id or its first characters")
     parser.add_argument("--last", action="store_true", help="the newest run instead of RUN_ID")
@@ -279,3 +295,14 @@ def register(subparsers):
     p.add_argument("--raw", action="store_true", help="the stored lines as they are: time, stream, F|P flag, text")
     add_json_flag(p)
     p.set_defaults(func=cmd_runs_logs)
+    p = sub.add_parser(
+        "prune", help="forget old runs: their records, logs and run folders",
+        description="Delete ended runs and their folders: all but the newest --keep runs of each "
+        "task name (each `orchzip run` makes a task of its own; runs of one name group together), "
+        "and/or runs older than --older-than days. Running runs are never pruned.",
+    )
+    p.add_argument("--keep", type=int, metavar="N", help="keep the newest N runs of each task name")
+    p.add_argument("--older-than", type=float, metavar="DAYS", help="prune runs created more than DAYS ago")
+    p.add_argument("--dry-run", action="store_true", help="say what would go, delete nothing")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_runs_prune)
