@@ -213,9 +213,15 @@ def test_pause_stops_fires_and_resume_starts_them_again(orchzip_cli, tmp_path, s
     assert listed[task["id"]]["next_fire"] == "paused"
     time.sleep(2.5)
     assert len(runs_of(store, task)) == count
+    resumed_at = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
     assert orchzip_cli("tasks", "resume", task["id"]).code == 0
     wait_for(lambda: len(runs_of(store, task)) > count, 15, "a run after resume")
-    assert store.list_skipped(task["id"]) == [] or all("overlap" in s["reason"] for s in store.list_skipped(task["id"]))
+    # No fire of the paused time is recorded, run or skipped. (On a busy machine the scheduler,
+    # which looks at the store each second, may find two every-second fires due after the
+    # resume and coalesce them: that skip is after the resume.)
+    skipped = store.list_skipped(task["id"])
+    assert all("overlap" in s["reason"] or datetime.datetime.fromisoformat(s["fire_time"]) >= resumed_at
+               for s in skipped), skipped
 
 
 def test_a_scheduler_killed_with_sigkill_restarts_without_lost_or_doubled_fires(
