@@ -15,6 +15,7 @@ import threading
 import uuid
 
 from orchzip.errors import ConfigError
+from orchzip.runtime import connection_schemas
 
 __all__ = ["Store", "NotFound", "AlreadyExists", "utcnow"]
 
@@ -166,6 +167,13 @@ MIGRATIONS = [
     ALTER TABLE runs ADD COLUMN log_dropped_bytes INTEGER;
     ALTER TABLE tasks ADD COLUMN log_max_bytes INTEGER;
     """,
+    # 7: the dashboard pages through tasks and runs newest first and counts runs by status
+    # per task; these keep its pages fast with tens of thousands of runs.
+    """
+    CREATE INDEX tasks_by_created ON tasks(created_at);
+    CREATE INDEX runs_by_created ON runs(created_at);
+    CREATE INDEX runs_by_task_status ON runs(task_id, status);
+    """,
 ]
 
 
@@ -214,6 +222,10 @@ class Store:
     def _query(self, sql, params=()):
         with self._lock:
             return [dict(r) for r in self._db.execute(sql, params).fetchall()]
+
+    def select(self, sql, params=()):
+        """Rows of a read-only query, as dicts: for reports over the tables (the dashboard)."""
+        return self._query(sql, params)
 
     def _one(self, sql, params, what):
         rows = self._query(sql, params)
@@ -271,15 +283,13 @@ class Store:
 
     # -- connections ----------------------------------------------------------------------
     def create_connection(self, name, type, details):
-        if not name or not isinstance(name, str):
-            raise ConfigError("a connection needs a non-empty name")
-        if not isinstance(details, dict):
-            raise ConfigError(f"details of connection {name!r} must be a JSON object")
+        """Store a connection after :func:`connection_schemas.validate` passed it (else it raises)."""
+        kind = connection_schemas.validate(name, type, details)
         try:
             with self.transaction() as db:
                 db.execute(
                     "INSERT INTO connections(name, type, details, created_at) VALUES (?, ?, ?, ?)",
-                    (name, str(type).upper(), json.dumps(details), utcnow()),
+                    (name, kind, json.dumps(details, allow_nan=False), utcnow()),
                 )
         except sqlite3.IntegrityError:
             raise AlreadyExists(
@@ -331,7 +341,10 @@ class Store:
             )
 
     def _connection_row(self, row):
-        row["details"] = json.loads(row["details"])
+        # Rows stored before details were validated may hold anything: decode, never raise.
+        row["details"], problem = connection_schemas.decode_details(row["details"])
+        if problem:
+            row["details_error"] = f"{problem}; delete and create it again: orchzip connections delete {row['name']}"
         row["workspace_names"] = [
             r["name"]
             for r in self._query(
