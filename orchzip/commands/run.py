@@ -1,6 +1,9 @@
 """`orchzip run` (a run-once task, locally) and `orchzip runs list|show|logs`."""
 
+import contextlib
 import json
+import os
+import signal
 import sys
 
 from orchzip.errors import ConfigError
@@ -85,15 +88,40 @@ def execute(args, target, task_args):
     store = Store(args.state_dir)
     progress = Progress(enabled=not args.json and sys.stderr.isatty())
     try:
-        return run_once(
-            store, target, args=task_args, timeout=args.timeout, name=args.name,
-            log_max_bytes=getattr(args, "log_max_bytes", None),
-            on_event=progress.on_event, on_output=None if args.json else progress.on_output,
-            should_stop=lambda task: kill_requested(store, task["id"]),  # honours `orchzip tasks kill`
-            **_environment_options(args),
-        )
+        with stop_signals_interrupt():
+            return run_once(
+                store, target, args=task_args, timeout=args.timeout, name=args.name,
+                log_max_bytes=getattr(args, "log_max_bytes", None),
+                on_event=progress.on_event, on_output=None if args.json else progress.on_output,
+                should_stop=lambda task: kill_requested(store, task["id"]),  # honours `orchzip tasks kill`
+                **_environment_options(args),
+            )
     finally:
         progress.close()
+
+
+@contextlib.contextmanager
+def stop_signals_interrupt():
+    """SIGTERM and SIGHUP (CI cancellation, `timeout`, a closed terminal) act as Ctrl-C does.
+
+    The first of SIGINT/SIGTERM/SIGHUP raises KeyboardInterrupt, so the run is killed, tree
+    and all, and recorded ``killed``; later ones are ignored until that is done, so a second
+    signal cannot cut the recording short.
+    """
+    names = ("SIGINT", "SIGTERM", "SIGHUP")
+    sigs = [getattr(signal, n) for n in names if hasattr(signal, n)]
+
+    def handle(signum, frame):
+        for sig in sigs:
+            signal.signal(sig, signal.SIG_IGN)
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, handle) for sig in sigs}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _environment_options(args):
@@ -108,7 +136,18 @@ def _show_env_progress(line):
 
 
 def cmd_run(args):
-    run = execute(args, args.target, parse_task_args(args.args, args.arg))
+    task_args = parse_task_args(args.args, args.arg)
+    target = args.target
+    if not os.path.exists(target):
+        # a task or orchestration named in the project's orchzip.yaml (orchzip apply put it in the state)
+        from orchzip.runtime.project import run_recipe
+        recipe = run_recipe(args.state_dir, target)
+        task_args = {**recipe["args"], **task_args}
+        args.name = args.name or target
+        args.timeout = args.timeout if args.timeout is not None else recipe["timeout"]
+        args.no_env = args.no_env or recipe["no_env"]
+        target = recipe["target"]
+    run = execute(args, target, task_args)
     if args.json:
         print_json(run)
     else:
@@ -265,7 +304,9 @@ def register(subparsers):
         "process with the task args and the local connections and pipelines. The task's "
         "output is shown and kept in the run's log. Exits 1 when the task fails.",
     )
-    p.add_argument("target", help="an orchestration zip or folder")
+    p.add_argument("target", help="an orchestration zip or folder, or the name of a task (or orchestration) "
+                   "in the project's orchzip.yaml, applied with `orchzip apply`: its args and timeout apply, "
+                   "--arg and --timeout override them")
     add_run_arguments(p)
     add_json_flag(p)
     p.set_defaults(func=cmd_run)
