@@ -186,6 +186,37 @@ MIGRATIONS = [
     ALTER TABLE tasks ADD COLUMN source_sha TEXT;
     CREATE INDEX runs_by_key ON runs(idempotency_key);
     """,
+    # 9: what an orchzip.yaml declares that has no other home (written by `orchzip apply`):
+    # orchestration folders by name, and tasks by name. A scheduled task's settings live in
+    # its row of tasks (task_id); a run-once task is a recipe `orchzip run NAME` starts.
+    """
+    CREATE TABLE project_orchestrations (
+        name TEXT PRIMARY KEY,
+        path TEXT NOT NULL,
+        workspace TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE project_tasks (
+        name TEXT PRIMARY KEY,
+        orchestration TEXT NOT NULL,
+        task_id TEXT REFERENCES tasks(id),
+        args TEXT NOT NULL DEFAULT '{}',
+        timeout REAL,
+        no_env INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    """,
+    # 10: the default workspace of each wallaroo SDK user of `orchzip serve` (the workspace
+    # Client.get_current_workspace() gives before set_current_workspace), by the user id of
+    # the SDK's credentials.
+    """
+    CREATE TABLE user_default_workspaces (
+        user_id TEXT PRIMARY KEY,
+        workspace_id INTEGER NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE
+    );
+    """,
 ]
 
 
@@ -293,6 +324,18 @@ class Store:
         with self.transaction() as db:
             db.execute("DELETE FROM workspaces WHERE id = ?", (workspace["id"],))
 
+    def default_workspace(self, user_id):
+        """The default workspace of SDK user ``user_id`` (see migration 10), or None."""
+        rows = self._query("SELECT w.* FROM workspaces w JOIN user_default_workspaces d ON d.workspace_id = w.id "
+                           "WHERE d.user_id = ?", (user_id,))
+        return rows[0] if rows else None
+
+    def set_default_workspace(self, user_id, workspace_id):
+        self.get_workspace(id=workspace_id)
+        with self.transaction() as db:
+            db.execute("INSERT INTO user_default_workspaces(user_id, workspace_id) VALUES (?, ?) "
+                       "ON CONFLICT(user_id) DO UPDATE SET workspace_id = excluded.workspace_id", (user_id, workspace_id))
+
     # -- connections ----------------------------------------------------------------------
     def create_connection(self, name, type, details):
         """Store a connection after :func:`connection_schemas.validate` passed it (else it raises)."""
@@ -352,6 +395,15 @@ class Store:
                 (connection_id, workspace_id),
             )
 
+    def update_connection(self, name, type, details):
+        """Change a connection's type and details in place (its id and workspaces stay)."""
+        self.get_connection(name)
+        kind = connection_schemas.validate(name, type, details)
+        with self.transaction() as db:
+            db.execute("UPDATE connections SET type = ?, details = ? WHERE name = ?",
+                       (kind, json.dumps(details, allow_nan=False), name))
+        return self.get_connection(name)
+
     def _connection_row(self, row):
         # Rows stored before details were validated may hold anything: decode, never raise.
         row["details"], problem = connection_schemas.decode_details(row["details"])
@@ -373,9 +425,12 @@ class Store:
     )
 
     def create_pipeline(self, name, model_path, tensor_column=None, replace=False, workspace_id=None):
-        model_path = os.path.abspath(model_path)
-        if not os.path.isfile(model_path):
-            raise ConfigError(f"model file {model_path} does not exist; give the path of an .onnx file")
+        """Store a pipeline once its name is sound and its model loads (checked now, not at the first run)."""
+        if not isinstance(name, str) or not name.strip() or any(not c.isprintable() for c in name):
+            raise ConfigError("a pipeline needs a non-empty name of printable characters (no line breaks)")
+        if isinstance(tensor_column, str) and not tensor_column.strip():
+            raise ConfigError("--tensor-column must not be empty; leave it out to use the column 'tensor'")
+        model_path = check_model_file(model_path, name)
         if workspace_id is not None:
             self.get_workspace(id=workspace_id)
         verb = "INSERT OR REPLACE" if replace else "INSERT"
@@ -576,6 +631,43 @@ class Store:
             sql, params = sql + " AND t.kind = ?", (kind,)
         return self._query(sql + " ORDER BY r.created_at", params)
 
+    # -- what an orchzip.yaml declared (orchzip apply) ------------------------------------
+    def put_project_orchestration(self, name, path, workspace=None):
+        now = utcnow()
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO project_orchestrations(name, path, workspace, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET path = excluded.path, "
+                "workspace = excluded.workspace, updated_at = excluded.updated_at",
+                (name, path, workspace, now, now),
+            )
+
+    def list_project_orchestrations(self):
+        return self._query("SELECT * FROM project_orchestrations ORDER BY name")
+
+    def delete_project_orchestration(self, name):
+        with self.transaction() as db:
+            db.execute("DELETE FROM project_orchestrations WHERE name = ?", (name,))
+
+    def put_project_task(self, name, orchestration, task_id=None, args=None, timeout=None, no_env=False):
+        now = utcnow()
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO project_tasks(name, orchestration, task_id, args, timeout, no_env, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET orchestration = excluded.orchestration, "
+                "task_id = excluded.task_id, args = excluded.args, timeout = excluded.timeout, "
+                "no_env = excluded.no_env, updated_at = excluded.updated_at",
+                (name, orchestration, task_id, json.dumps(args or {}), timeout, 1 if no_env else 0, now, now),
+            )
+
+    def list_project_tasks(self):
+        return [dict(r, args=json.loads(r["args"] or "{}"))
+                for r in self._query("SELECT * FROM project_tasks ORDER BY name")]
+
+    def delete_project_task(self, name):
+        with self.transaction() as db:
+            db.execute("DELETE FROM project_tasks WHERE name = ?", (name,))
+
     # -- the scheduler's lease: one scheduler per state directory --------------------------
     def acquire_lease(self, pid, pid_started, host, holder_alive):
         """Take the scheduler lease; returns None when taken, else the live holder's row.
@@ -646,6 +738,34 @@ class Store:
         assignments = ", ".join(f"{k} = ?" for k in fields)
         with self.transaction() as db:
             db.execute(f"UPDATE {table} SET {assignments} WHERE id = ?", (*fields.values(), row_id))
+
+
+def check_model_file(model_path, pipeline):
+    """The absolute path of a model file that onnxruntime loads, or one line saying why not."""
+    from orchzip_shim.errors import ModelError
+    from orchzip_shim.models import OnnxModel
+
+    model_path = os.path.abspath(os.path.expanduser(model_path))
+    fix = "give the path of an .onnx model file"
+    if os.path.isdir(model_path):
+        raise ConfigError(f"model {model_path} is a folder, not a file; {fix}")
+    try:
+        with open(model_path, "rb") as fh:
+            head = fh.read(4)
+    except FileNotFoundError:
+        raise ConfigError(f"model file {model_path} does not exist; {fix}") from None
+    except OSError as err:
+        raise ConfigError(f"cannot read model file {model_path} ({err.strerror}); {fix}") from None
+    if not head:
+        raise ConfigError(f"model file {model_path} is empty; {fix}")
+    if head == b"PK\x03\x04":
+        raise ConfigError(f"model file {model_path} is a zip, not an ONNX model; give the .onnx file inside it")
+    try:
+        OnnxModel(model_path, name=pipeline)
+    except ModelError as err:
+        detail = str(err).split(": ", 1)[-1] if "cannot load model" in str(err) else str(err)
+        raise ConfigError(f"model file {model_path} is not an ONNX model orchzip can run ({detail[:200]}); {fix}") from None
+    return model_path
 
 
 class _Transaction:
