@@ -153,6 +153,10 @@ MIGRATIONS = [
     );
     CREATE INDEX orchestrations_by_workspace ON orchestrations(workspace_id, created_at);
     """,
+    # 5: the Wallaroo release a task targets (its environment's SDK pins, its results' shape).
+    """
+    ALTER TABLE tasks ADD COLUMN wallaroo_version TEXT;
+    """,
 ]
 
 

@@ -1,4 +1,4 @@
-"""Shared output helpers for commands: JSON for scripts, aligned tables for people."""
+"""Shared helpers for commands: JSON for scripts, aligned tables for people, shared flags."""
 
 import json
 import sys
@@ -23,3 +23,13 @@ def print_table(rows, columns):
     print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)).rstrip())
     for row in cells:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+
+
+def add_wallaroo_version_flag(parser, what):
+    """``--wallaroo-version``: the one setting for the Wallaroo release a command targets."""
+    from orchzip.runtime.wallaroo_versions import DEFAULT_VERSION, KNOWN_VERSIONS, VERSION_ENV
+    parser.add_argument(
+        "--wallaroo-version", metavar="VERSION", choices=list(KNOWN_VERSIONS),
+        help=f"the Wallaroo release {what} (one of {', '.join(KNOWN_VERSIONS)}; default: "
+        f"${VERSION_ENV}, else {DEFAULT_VERSION})",
+    )

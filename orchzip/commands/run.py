@@ -4,7 +4,7 @@ import json
 import sys
 
 from orchzip.errors import ConfigError
-from orchzip.commands._output import add_json_flag, print_json, print_table
+from orchzip.commands._output import add_json_flag, add_wallaroo_version_flag, print_json, print_table
 from orchzip.commands.state import parse_json_object
 
 EXIT_TASK_FAILED = 1
@@ -84,7 +84,7 @@ def execute(args, target, task_args):
             store, target, args=task_args, timeout=args.timeout, name=args.name,
             on_event=progress.on_event, on_output=None if args.json else progress.on_output,
             should_stop=lambda task: kill_requested(store, task["id"]),  # honours `orchzip tasks kill`
-            **_environment_options(args),
+            wallaroo_version=getattr(args, "wallaroo_version", None), **_environment_options(args),
         )
     finally:
         progress.close()
@@ -169,6 +169,8 @@ def add_run_arguments(parser):
     parser.add_argument("--no-env", action="store_true",
                         help="run main.py in orchzip's own Python instead of an environment built "
                         "(and cached) from the zip's requirements.txt")
+    add_wallaroo_version_flag(parser, "the task targets: its environment gets that SDK's pinned "
+                              "packages and its results that release's shape")
 
 
 def register(subparsers):
