@@ -154,3 +154,70 @@ def test_an_unknown_wallaroo_version_is_refused_before_anything_runs(cli, tmp_pa
     result = cli("run", show_versions_folder(tmp_path), "--wallaroo-version", "2019.1.0", timeout=60)
     assert result.code == 2
     assert "invalid choice: '2019.1.0'" in result.err and "2026.1.3" in result.err
+
+
+# -- build --check, inspect, upload ---------------------------------------------------------
+
+def folder_with(tmp_path, requirements, name="orch"):
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "main.py").write_text("print('hello')\n")
+    (folder / "requirements.txt").write_text(requirements)
+    return str(folder)
+
+
+@pytest.mark.timeout(300)
+def test_build_check_refuses_requirements_that_conflict_with_the_sdk_one_line_each(cli, tmp_path):
+    folder = folder_with(tmp_path, "pandas==1.5.3\nhttpx==0.28.1\nrequests==2.32.3\n")
+    out = tmp_path / "dist"
+    new = cli("build", folder, "-o", str(out), "--check")
+    assert new.code == 2, new
+    assert new.err.splitlines()[1:] == [
+        "  requirements.txt: pandas==1.5.3 conflicts with wallaroo 2026.1.3's pandas==2.2.0",
+        "  requirements.txt: httpx==0.28.1 conflicts with wallaroo 2026.1.3's httpx<0.28.0,>=0.20.0",
+    ]
+    old = cli("build", folder, "-o", str(out), "--check", "--wallaroo-version", "2024.1.0")
+    assert old.code == 2 and "requests==2.32.3 conflicts with wallaroo 2024.1.0's requests==2.25.1" in old.err
+    assert "Traceback" not in new.err + old.err
+    assert not out.exists() or not os.listdir(out)  # nothing written
+    assert cli("build", folder, "-o", str(out)).code == 0  # without --check: only validated
+
+
+@pytest.mark.timeout(300)
+def test_build_check_refuses_a_conflict_through_the_sdks_own_dependencies(cli, tmp_path):
+    # wallaroo 2026.1.3 pins pydantic==2.11.7, which pins pydantic-core==2.33.2.
+    result = cli("build", folder_with(tmp_path, "pydantic-core==2.20.0\n"), "-o", str(tmp_path / "dist"), "--check")
+    assert result.code == 2, result
+    message = result.err.strip()
+    assert "\n" not in message
+    assert "requirements.txt: cannot be installed beside wallaroo 2026.1.3: Because" in message
+    assert "pydantic-core==2.33.2" in message and "pydantic-core==2.20.0" in message
+
+
+@pytest.mark.timeout(300)
+def test_build_check_and_inspect_show_the_versions_the_task_would_get(cli, tmp_path):
+    folder = folder_with(tmp_path, "duckdb==1.4.2\n")
+    built = cli("build", folder, "-o", str(tmp_path / "dist"), "--check", "--json")
+    assert built.code == 0, built
+    environment = built.json()["environment"]
+    assert environment["ok"] and environment["wallaroo_version"] == "2026.1.3"
+    assert {k: environment["versions"][k] for k in ("pandas", "pyarrow", "duckdb")} == {
+        "pandas": "2.2.0", "pyarrow": "14.0.1", "duckdb": "1.4.2"}
+    zip_path = built.json()["zip"]
+    shown = cli("inspect", zip_path, "--wallaroo-version", "2024.1.0")
+    assert shown.code == 0, shown
+    assert ("  task environment (wallaroo 2024.1.0): pandas 1.3.4, pyarrow 12.0.1, numpy 1.22.3, duckdb 1.4.2 and"
+            in shown.out)
+    assert "environment" not in cli("inspect", zip_path, "--no-resolve", "--json").json()
+
+
+@pytest.mark.timeout(300)
+def test_upload_refuses_a_conflicting_zip_before_sending_it(cli, tmp_path):
+    folder = folder_with(tmp_path, "numpy==2.1.0\n")
+    # Nothing listens there: the refusal must come before any request.
+    env = {"WALLAROO_URL": "http://127.0.0.1:9", "WALLAROO_TOKEN": "not-a-real-token"}
+    result = cli("upload", folder, "--workspace-id", "1", env=env)
+    assert result.code == 2, result
+    assert "not uploading orch.zip: its requirements.txt cannot be installed beside wallaroo 2026.1.3 (1):" in result.err
+    assert "numpy==2.1.0 conflicts with wallaroo 2026.1.3's numpy==1.26.0" in result.err
+    assert "not-a-real-token" not in result.err
