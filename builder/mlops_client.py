@@ -26,13 +26,15 @@ from ._mlops_errors import (
 )
 from ._mlops_settings import Settings
 
-__all__ = ["Client", "Settings", "MLOpsError", "ORCHESTRATION_FINAL", "TASK_FINAL"]
+__all__ = ["Client", "Settings", "MLOpsError", "ORCHESTRATION_FINAL", "TASK_FINAL", "task_outcome"]
 
 KEYCLOAK_PATH = "/auth/realms/master/protocol/openid-connect/token"
 CLIENT_ID = "sdk-client"
 GATEWAY_ERRORS = (502, 503, 504)
 ORCHESTRATION_FINAL = ("ready", "error")
 TASK_FINAL = ("killed", "failed", "success", "timed_out")
+# A run's final status, in the words of a task's.
+RUN_OUTCOMES = {"success": "success", "failure": "failed", "timed_out": "timed_out", "killed": "killed"}
 
 
 class Client:
@@ -186,7 +188,9 @@ class Client:
 
     def list_orchestrations(self, workspace_id=None):
         if workspace_id is None:
-            return self._post("/v1/api/orchestration/list_all", {})
+            # Wallaroo answers each orchestration with its tasks and workspace around it.
+            answer = self._post("/v1/api/orchestration/list_all", {"task_run_status": [], "workspace_ids": []})
+            return [item["orchestration"] for item in answer.get("orchestrations") or []]
         return self._post("/v1/api/orchestration/list", {"workspace_id": workspace_id}, hint="the workspace id")
 
     def wait_for_orchestration(self, orch_id, timeout=900.0, interval=1.0, on_status=None):
@@ -246,22 +250,41 @@ class Client:
         return self._post("/v1/api/task/get_logs_for_run", body, hint="the run id (see: orchzip remote runs TASK)")["logs"]
 
     def wait_for_task(self, task_id, timeout=3600.0, interval=1.0, on_status=None):
-        """Poll until the task has ended (killed, failed, success or timed_out); returns it."""
-        return self._poll(lambda: self.get_task(task_id), TASK_FINAL, timeout, interval, on_status, f"task {task_id}")
+        """Poll until the task has ended; returns it (its outcome: :func:`task_outcome`).
 
-    def _poll(self, get, final, timeout, interval, on_status, label):
+        A run-once task on Wallaroo stays ``started`` after its run: it has ended when its run has.
+        """
+        return self._poll(lambda: self.get_task(task_id), TASK_FINAL, timeout, interval, on_status, f"task {task_id}",
+                          state=lambda t: task_outcome(t) or t["status"])
+
+    def _poll(self, get, final, timeout, interval, on_status, label, state=None):
+        state = state or (lambda item: item["status"])
         deadline = time.monotonic() + timeout
         last = None
         while True:
             item = get()
-            if item["status"] != last and on_status is not None:
+            if state(item) != last and on_status is not None:
                 on_status(item)
-            last = item["status"]
+            last = state(item)
             if last in final:
                 return item
             if time.monotonic() >= deadline:
                 raise OperationFailed(f"{label} is still {last} after {timeout:g} s; look again later")
             self._sleep(interval)
+
+
+def task_outcome(task):
+    """How a task ended: ``success``, ``failed``, ``timed_out`` or ``killed``; None while it goes on.
+
+    A task's own status says so when it is final; a run-once task that keeps ``started`` after its
+    run (as on Wallaroo) ended with its latest run.
+    """
+    if task["status"] in TASK_FINAL:
+        return task["status"]
+    runs = task.get("last_runs") or []
+    if task.get("run_type", "Oneshot") == "Oneshot" and runs and runs[0]["status"] in RUN_OUTCOMES:
+        return RUN_OUTCOMES[runs[0]["status"]]
+    return None
 
 
 def _connection_reason(err):

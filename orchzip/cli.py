@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "build",
     "run",
     "state",
+    "workspaces",
     "schedule",
     "remote",
     "serve",

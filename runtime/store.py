@@ -153,7 +153,12 @@ MIGRATIONS = [
     );
     CREATE INDEX orchestrations_by_workspace ON orchestrations(workspace_id, created_at);
     """,
-    # 5: the Wallaroo release a task targets (its environment's SDK pins, its results' shape).
+    # 5: a pipeline lives in at most one workspace, as on Wallaroo; NULL is the default
+    # workspace a task starts in. Deleting a workspace sends its pipelines back there.
+    """
+    ALTER TABLE pipelines ADD COLUMN workspace_id INTEGER REFERENCES workspaces(id) ON DELETE SET NULL;
+    """,
+    # 6: the Wallaroo release a task targets (its environment's SDK pins, its results' shape).
     """
     ALTER TABLE tasks ADD COLUMN wallaroo_version TEXT;
     """,
@@ -214,6 +219,8 @@ class Store:
 
     # -- workspaces -----------------------------------------------------------------------
     def create_workspace(self, name):
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError("a workspace needs a non-empty name")
         try:
             with self.transaction() as db:
                 db.execute("INSERT INTO workspaces(name, created_at) VALUES (?, ?)", (name, utcnow()))
@@ -224,10 +231,39 @@ class Store:
     def get_workspace(self, name=None, id=None):
         if id is not None:
             return self._one("SELECT * FROM workspaces WHERE id = ?", (id,), f"no workspace with id {id}")
-        return self._one("SELECT * FROM workspaces WHERE name = ?", (name,), f"no workspace named {name!r}")
+        rows = self._query("SELECT * FROM workspaces WHERE name = ?", (name,))
+        if not rows:
+            known = ", ".join(w["name"] for w in self.list_workspaces()) or "none"
+            raise NotFound(
+                f"unknown workspace {name!r} (known: {known}); create it with: orchzip workspaces create {name}"
+            )
+        return rows[0]
 
     def list_workspaces(self):
         return self._query("SELECT * FROM workspaces ORDER BY id")
+
+    def workspace_members(self, workspace_id):
+        """``{"connections": [names], "pipelines": [names]}`` of one workspace."""
+        connections = self._query(
+            "SELECT c.name FROM connections c JOIN connection_workspaces cw ON cw.connection_id = c.id "
+            "WHERE cw.workspace_id = ? ORDER BY c.name", (workspace_id,))
+        pipelines = self._query("SELECT name FROM pipelines WHERE workspace_id = ? ORDER BY name", (workspace_id,))
+        return {"connections": [r["name"] for r in connections], "pipelines": [r["name"] for r in pipelines]}
+
+    def delete_workspace(self, name):
+        """Delete a workspace; its connections stay (outside it), its pipelines go back to the default one.
+
+        :raises ConfigError: while orchestrations uploaded to ``orchzip serve`` live in it.
+        """
+        workspace = self.get_workspace(name)
+        orchestrations = self._query("SELECT id FROM orchestrations WHERE workspace_id = ?", (workspace["id"],))
+        if orchestrations:
+            raise ConfigError(
+                f"workspace {name!r} holds {len(orchestrations)} uploaded orchestration(s); "
+                f"a workspace with orchestrations cannot be deleted"
+            )
+        with self.transaction() as db:
+            db.execute("DELETE FROM workspaces WHERE id = ?", (workspace["id"],))
 
     # -- connections ----------------------------------------------------------------------
     def create_connection(self, name, type, details):
@@ -303,16 +339,23 @@ class Store:
         return row
 
     # -- pipelines ------------------------------------------------------------------------
-    def create_pipeline(self, name, model_path, tensor_column=None, replace=False):
+    _PIPELINE_SELECT = (
+        "SELECT p.*, w.name AS workspace_name FROM pipelines p LEFT JOIN workspaces w ON w.id = p.workspace_id"
+    )
+
+    def create_pipeline(self, name, model_path, tensor_column=None, replace=False, workspace_id=None):
         model_path = os.path.abspath(model_path)
         if not os.path.isfile(model_path):
             raise ConfigError(f"model file {model_path} does not exist; give the path of an .onnx file")
+        if workspace_id is not None:
+            self.get_workspace(id=workspace_id)
         verb = "INSERT OR REPLACE" if replace else "INSERT"
         try:
             with self.transaction() as db:
                 db.execute(
-                    f"{verb} INTO pipelines(name, model_path, tensor_column, created_at) VALUES (?, ?, ?, ?)",
-                    (name, model_path, tensor_column, utcnow()),
+                    f"{verb} INTO pipelines(name, model_path, tensor_column, created_at, workspace_id) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (name, model_path, tensor_column, utcnow(), workspace_id),
                 )
         except sqlite3.IntegrityError:
             raise AlreadyExists(
@@ -321,14 +364,25 @@ class Store:
         return self.get_pipeline(name)
 
     def get_pipeline(self, name):
-        rows = self._query("SELECT * FROM pipelines WHERE name = ?", (name,))
+        rows = self._query(f"{self._PIPELINE_SELECT} WHERE p.name = ?", (name,))
         if not rows:
             from orchzip.errors import UnknownPipeline
             raise UnknownPipeline.from_args(name, [p["name"] for p in self.list_pipelines()])
         return rows[0]
 
-    def list_pipelines(self):
-        return self._query("SELECT * FROM pipelines ORDER BY name")
+    def list_pipelines(self, workspace_id=None):
+        if workspace_id is None:
+            return self._query(f"{self._PIPELINE_SELECT} ORDER BY p.name")
+        return self._query(f"{self._PIPELINE_SELECT} WHERE p.workspace_id = ? ORDER BY p.name", (workspace_id,))
+
+    def set_pipeline_workspace(self, name, workspace_id):
+        """Move pipeline ``name`` into a workspace (``None``: the default one); a pipeline is in one."""
+        self.get_pipeline(name)
+        if workspace_id is not None:
+            self.get_workspace(id=workspace_id)
+        with self.transaction() as db:
+            db.execute("UPDATE pipelines SET workspace_id = ? WHERE name = ?", (workspace_id, name))
+        return self.get_pipeline(name)
 
     def delete_pipeline(self, name):
         self.get_pipeline(name)

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "serve"))
-from serve_helpers import Server, free_port, orchzip  # noqa: E402
+from serve_helpers import Server, free_port, orchzip, wait_for  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -53,11 +53,13 @@ def test_upload_run_once_logs(remote, workspace_id, tmp_path):
     logs = remote("remote", "logs", run_id)
     assert "hello from the task, in_task=True, args=[('who', 'cli')]" in logs.stdout
     task_id = ran.stdout.split()[1]
-    assert remote("remote", "logs", task_id, "--task", "--lines", "1").stdout == "done\n"
+    last = remote("remote", "logs", task_id, "--task", "--lines", "2").stdout.splitlines()
+    assert [line.split(" ", 1)[1] for line in last] == ["done", "Task run complete. Status: success"]
     runs = json.loads(remote("remote", "runs", task_id, "--json").stdout)
     assert [r["status"] for r in runs] == ["success"]
     task = json.loads(remote("remote", "task", task_id, "--json").stdout)
-    assert task["status"] == "success" and task["input_data"] == {"who": "cli"}
+    assert task["status"] == "started" and task["last_runs"][0]["status"] == "success"
+    assert task["input_data"] == {"who": "cli"}
     assert task_id in remote("remote", "tasks").stdout
     assert orch_id in remote("remote", "orchestrations", "--workspace-id", str(workspace_id)).stdout
 
@@ -73,7 +75,9 @@ def test_schedule_then_kill(remote, workspace_id):
     task_id = remote("remote", "schedule", orch_id, "--schedule", "0 3 * * *").stdout.strip()
     killed = remote("remote", "kill", task_id)
     assert f"task {task_id}" in killed.stdout
-    assert json.loads(remote("remote", "task", task_id, "--json").stdout)["killed"] is True
+    task = wait_for(lambda: json.loads(remote("remote", "task", task_id, "--json").stdout),
+                    lambda t: t["status"] == "killed", timeout=30)
+    assert task["killed"] is True
 
 
 def test_connections_commands_round_trip(remote, workspace_id):

@@ -19,7 +19,7 @@ import pytest
 import requests
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "serve"))
-from serve_helpers import Server, orchzip, wait_for  # noqa: E402
+from serve_helpers import Server, ended, orchzip, outcome, texts, wait_for  # noqa: E402
 
 from conftest import RF_MODEL, TUTORIAL_DATA, XTEST_1K, reference_rows  # noqa: E402
 
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.timeout(300)
 
 HELLO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "serve", "hello")
 MAX_UPLOAD = 1_000_000
-FINAL = ("success", "failed", "killed", "timed_out")
+COMPLETE = "Task run complete. Status: {}"
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +82,7 @@ def task(server, task_id):
 def logs(server, run_id, **fields):
     answer = server.post("/v1/api/task/get_logs_for_run", {"id": run_id, **fields})
     assert answer.status_code == 200, answer.text
-    return answer.json()["logs"]
+    return texts(answer.json()["logs"])
 
 
 # -- authentication --------------------------------------------------------------------------
@@ -145,21 +145,24 @@ def test_upload_packaging_run_once_success_and_logs(server, workspace_id, hello_
     listed = server.post("/v1/api/orchestration/list", {"workspace_id": workspace_id}).json()
     assert orch["id"] in [o["id"] for o in listed]
     task_id = run_once(server, orch, {"greeting": "hi"}, name="hello-once")
-    done = wait_for(lambda: task(server, task_id), lambda t: t["status"] in FINAL)
-    assert done["status"] == "success" and done["killed"] is False and done["name"] == "hello-once"
+    done = wait_for(lambda: task(server, task_id), ended)
+    # As on Wallaroo: the run-once task stays started, its run has the outcome.
+    assert done["status"] == "started" and outcome(done) == "success" and done["run_type"] == "Oneshot"
+    assert done["killed"] is False and done["name"] == "hello-once"
     assert done["input_data"] == {"greeting": "hi"} and done["workspace_id"] == workspace_id
     runs = server.post("/v1/api/task/list_task_runs", {"task_id": task_id}).json()
     assert [r["status"] for r in runs] == ["success"] and runs[0]["task"] == task_id
     lines = logs(server, runs[0]["run_id"])
-    assert "hello from the task, in_task=True, args=[('greeting', 'hi')]" in lines and lines[-1] == "done"
-    assert logs(server, runs[0]["run_id"], lines=1) == ["done"]
+    assert "hello from the task, in_task=True, args=[('greeting', 'hi')]" in lines and lines[-2] == "done"
+    assert lines[0] == "WALLAROO: Setting up task run..." and lines[-1] == COMPLETE.format("success")
+    assert logs(server, runs[0]["run_id"], lines=2) == ["done", COMPLETE.format("success")]
     assert task_id in [t["id"] for t in server.post("/v1/api/task/list", {"workspace_id": workspace_id}).json()]
 
 
 def test_a_failing_task_is_failed_and_its_logs_say_why(server, workspace_id, hello_zip):
     orch = ready_orchestration(server, hello_zip, workspace_id)
     task_id = run_once(server, orch, {"fail": "bad input"})
-    assert wait_for(lambda: task(server, task_id), lambda t: t["status"] in FINAL)["status"] == "failed"
+    assert outcome(wait_for(lambda: task(server, task_id), ended)) == "failure"
     run = server.post("/v1/api/task/list_task_runs", {"task_id": task_id}).json()[0]
     assert run["status"] == "failure"
     assert "failing on purpose: bad input" in logs(server, run["run_id"])
@@ -173,8 +176,8 @@ def test_logs_are_served_while_the_task_runs_and_kill_stops_it(server, workspace
     assert task(server, task_id)["status"] == "started" and "done" not in lines
     killed = server.post("/v1/api/task/kill", {"id": task_id})
     assert killed.status_code == 202 and killed.json()["status"] in ("pending_kill", "killed")
-    assert killed.json()["killed"] is True
-    final = wait_for(lambda: task(server, task_id), lambda t: t["status"] in FINAL, timeout=30)
+    assert killed.json()["killed"] is (killed.json()["status"] == "killed")  # pending_kill: not killed yet
+    final = wait_for(lambda: task(server, task_id), lambda t: t["status"] == "killed", timeout=30)
     assert final["status"] == "killed" and final["last_runs"][0]["status"] == "killed"
     again = server.post("/v1/api/task/kill", {"id": task_id})
     assert again.status_code == 409 and "already ended" in again.json()["msg"]
@@ -183,7 +186,7 @@ def test_logs_are_served_while_the_task_runs_and_kill_stops_it(server, workspace
 def test_a_task_past_its_timeout_is_timed_out(server, workspace_id, hello_zip):
     orch = ready_orchestration(server, hello_zip, workspace_id)
     task_id = run_once(server, orch, {"ticks": 100, "tick_seconds": 0.1}, timeout=1)
-    assert wait_for(lambda: task(server, task_id), lambda t: t["status"] in FINAL)["status"] == "timed_out"
+    assert outcome(wait_for(lambda: task(server, task_id), ended)) == "timed_out"
 
 
 def test_run_scheduled_on_a_seconds_schedule_fires_and_kill_stops_it(server, workspace_id, hello_zip):
@@ -394,9 +397,9 @@ def test_a_task_sees_connections_made_over_rest_and_infers_through_local_pipelin
     orch = ready_orchestration(server, hello_zip, workspace_id)
     row = reference_rows()[0]
     task_id = run_once(server, orch, {"connection": "houseprice-inputs", "pipeline": "housing", "tensor": row["tensor"]})
-    done = wait_for(lambda: task(server, task_id), lambda t: t["status"] in FINAL)
+    done = wait_for(lambda: task(server, task_id), ended)
     lines = logs(server, done["last_runs"][0]["run_id"])
-    assert done["status"] == "success", lines
+    assert outcome(done) == "success", lines
     assert "connection houseprice-inputs BIGQUERY dataset=housing_data workspaces=['tests']" in lines
     prediction = float(next(line for line in lines if line.startswith("prediction")).split()[1])
     assert prediction == pytest.approx(float(expected_predictions([row])[0]), rel=1e-5)

@@ -133,14 +133,15 @@ def _after_start(args, client, task_id):
         return 0
     if not args.json:
         _note(f"task {task_id} started; waiting for it to end")
+    from orchzip.builder.mlops_client import task_outcome
     task = client.wait_for_task(task_id, timeout=args.wait_timeout,
-                                on_status=None if args.json else lambda t: _note(f"  {t['status']}"))
+                                on_status=None if args.json else lambda t: _note(f"  {task_outcome(t) or t['status']}"))
     runs = task.get("last_runs") or []
-    lines = [f"task {task_id} {task['status']}"]
+    lines = [f"task {task_id} {task['status']}, ended: {task_outcome(task)}"]
     if runs:
         lines.append(f"run {runs[0]['run_id']} {runs[0]['status']} (logs: orchzip remote logs {runs[0]['run_id']})")
     _show(args, task, lines)
-    return 0 if task["status"] == "success" else EXIT_FAILED
+    return 0 if task_outcome(task) == "success" else EXIT_FAILED
 
 
 def cmd_tasks(args):
@@ -182,7 +183,15 @@ def cmd_logs(args):
     if args.json:
         return print_json({"id": run_id, "logs": logs})
     for line in logs:
-        print(line)
+        print(_log_line(line))
+
+
+def _log_line(line):
+    """``TIME TEXT`` of a Wallaroo log line ``TIME stdout|stderr F|P TEXT``, as the SDK shows it."""
+    parts = line.split(" ", 3)
+    if len(parts) == 4 and parts[1] in ("stdout", "stderr") and parts[2] in ("F", "P"):
+        return f"{parts[0]} {parts[3]}"
+    return line
 
 
 def cmd_kill(args):

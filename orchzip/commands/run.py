@@ -136,8 +136,21 @@ def _fmt_seconds(run):
     return "" if seconds is None else f"{seconds:.2f}"
 
 
+def _chosen_run(args):
+    """The run named by RUN_ID, or with --last the newest run."""
+    store = open_store(args)
+    if args.last == bool(args.run_id):
+        raise ConfigError("name a run: give a RUN_ID (or its first characters) or --last, not both")
+    if args.last:
+        newest = store.list_runs(limit=1)
+        if not newest:
+            raise ConfigError(f"no runs yet in {store.state_dir}; start one with: orchzip run ZIP_OR_FOLDER")
+        return newest[0]
+    return store.get_run(args.run_id)
+
+
 def cmd_runs_show(args):
-    run = open_store(args).get_run(args.run_id)
+    run = _chosen_run(args)
     if args.json:
         print_json(run)
     else:
@@ -146,7 +159,7 @@ def cmd_runs_show(args):
 
 
 def cmd_runs_logs(args):
-    run = open_store(args).get_run(args.run_id)
+    run = _chosen_run(args)
     if not run["log_path"]:
         raise ConfigError(f"run {run['id']} has no log: it failed before its task started ({run['error']})")
     with open(run["log_path"], encoding="utf-8", errors="replace") as fh:
@@ -158,6 +171,11 @@ def cmd_runs_logs(args):
     else:
         for line in lines:
             print(line)
+
+
+def add_run_choice(parser):
+    parser.add_argument("run_id", nargs="?", help="a run id or its first characters")
+    parser.add_argument("--last", action="store_true", help="the newest run instead of RUN_ID")
 
 
 def add_run_arguments(parser):
@@ -195,11 +213,11 @@ def register(subparsers):
     add_json_flag(p)
     p.set_defaults(func=cmd_runs_list)
     p = sub.add_parser("show", help="one run's record")
-    p.add_argument("run_id", help="a run id or its first characters")
+    add_run_choice(p)
     add_json_flag(p)
     p.set_defaults(func=cmd_runs_show)
     p = sub.add_parser("logs", help="what a run printed")
-    p.add_argument("run_id", help="a run id or its first characters")
+    add_run_choice(p)
     p.add_argument("--lines", type=int, help="only the last N lines")
     add_json_flag(p)
     p.set_defaults(func=cmd_runs_logs)

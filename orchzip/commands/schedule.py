@@ -3,6 +3,7 @@
 import argparse
 import logging
 import sys
+import threading
 
 from orchzip.errors import ConfigError
 from orchzip.commands._output import add_json_flag, print_json, print_table
@@ -83,6 +84,8 @@ def cmd_scheduler(args):
     from orchzip.runtime.scheduler.loop import Scheduler
     if args.grace < 0:
         raise ConfigError(f"--grace must be 0 or more seconds, not {args.grace:g}")
+    if args.stop_after is not None and args.stop_after <= 0:
+        raise ConfigError(f"--for must be more than 0 seconds, not {args.stop_after:g}")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logger = logging.getLogger("orchzip.scheduler")
@@ -90,6 +93,11 @@ def cmd_scheduler(args):
     logger.setLevel(logging.INFO)
     scheduler = Scheduler(open_store(args), grace=args.grace)
     scheduler.install_signal_handlers()
+    if args.stop_after is not None:
+        # As if Ctrl-C came after that long: CI jobs and scripts fire what is due, then go on.
+        timer = threading.Timer(args.stop_after, scheduler.stop)
+        timer.daemon = True
+        timer.start()
     scheduler.run()
 
 
@@ -161,7 +169,7 @@ def cmd_tasks_logs(args):
         if not runs:
             raise ConfigError(f"task {task['id']} has no runs yet")
         run = runs[0]
-    return cmd_runs_logs(argparse.Namespace(state_dir=args.state_dir, run_id=run["id"], lines=args.lines, json=args.json))
+    return cmd_runs_logs(argparse.Namespace(state_dir=args.state_dir, run_id=run["id"], last=False, lines=args.lines, json=args.json))
 
 
 def cmd_tasks_kill(args):
@@ -225,6 +233,8 @@ def register(subparsers):
     )
     p.add_argument("--grace", type=float, default=DEFAULT_GRACE,
                    help=f"seconds running runs get to finish when stopped (default {DEFAULT_GRACE:g})")
+    p.add_argument("--for", dest="stop_after", type=float, metavar="SECONDS",
+                   help="stop by itself after SECONDS, as Ctrl-C would (for scripts and CI)")
     p.set_defaults(func=cmd_scheduler)
     _register_tasks(subparsers)
 

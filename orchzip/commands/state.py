@@ -54,8 +54,11 @@ def cmd_connections_create(args):
         with open(args.details_file, encoding="utf-8") as fh:
             details = {**parse_json_object(fh.read(), args.details_file), **details}
     store = _store(args)
+    workspaces = [store.get_workspace(name) for name in args.workspace or []]  # all known before creating
     row = store.create_connection(args.name, args.type, _absolute_paths(args.type, details))
-    return _show_connection(args, row)
+    for workspace in workspaces:
+        store.add_connection_to_workspace(row["id"], workspace["id"])
+    return _show_connection(args, store.get_connection(args.name) if workspaces else row)
 
 
 def cmd_connections_get(args):
@@ -68,6 +71,8 @@ def _show_connection(args, row):
         print_json(row)
     else:
         print(f"{row['name']} ({row['type']}, id {row['id']})")
+        if row["workspace_names"]:
+            print(f"workspaces: {', '.join(row['workspace_names'])}")
         print(json.dumps(row["details"], indent=2, sort_keys=True))
 
 
@@ -76,7 +81,9 @@ def cmd_connections_list(args):
     if args.json:
         print_json(rows)
     else:
-        print_table([dict(r, details=json.dumps(r["details"], sort_keys=True)[:70]) for r in rows], ["name", "type", "details"])
+        print_table([dict(r, details=json.dumps(r["details"], sort_keys=True)[:70],
+                          workspaces=",".join(r["workspace_names"]) or "-") for r in rows],
+                    ["name", "type", "workspaces", "details"])
 
 
 def cmd_connections_delete(args):
@@ -86,11 +93,15 @@ def cmd_connections_delete(args):
 
 
 def cmd_pipelines_create(args):
-    row = _store(args).create_pipeline(args.name, args.model, tensor_column=args.tensor_column, replace=args.replace)
+    store = _store(args)
+    workspace_id = store.get_workspace(args.workspace)["id"] if args.workspace else None
+    row = store.create_pipeline(args.name, args.model, tensor_column=args.tensor_column, replace=args.replace,
+                                workspace_id=workspace_id)
     if args.json:
         print_json(row)
     else:
-        print(f"pipeline {row['name']} -> {row['model_path']}")
+        where = f" (workspace {row['workspace_name']})" if row["workspace_name"] else ""
+        print(f"pipeline {row['name']} -> {row['model_path']}{where}")
 
 
 def cmd_pipelines_list(args):
@@ -98,7 +109,8 @@ def cmd_pipelines_list(args):
     if args.json:
         print_json(rows)
     else:
-        print_table(rows, ["name", "model_path"])
+        print_table([dict(r, workspace=r["workspace_name"] or "(default)") for r in rows],
+                    ["name", "workspace", "model_path"])
 
 
 def cmd_pipelines_delete(args):
@@ -119,6 +131,8 @@ def register(subparsers):
     p.add_argument("--type", required=True, help="DUCKDB, FILE, BIGQUERY or HTTP")
     p.add_argument("--details", default="{}", help='JSON object, e.g. \'{"path": "data.duckdb", "table": "houses"}\'')
     p.add_argument("--details-file", help="a JSON file merged under --details (e.g. a service-account key)")
+    p.add_argument("--workspace", action="append", metavar="NAME",
+                   help="put the connection in this workspace (repeatable; see orchzip workspaces)")
     add_json_flag(p)
     p.set_defaults(func=cmd_connections_create)
     for action, func, text in (("get", cmd_connections_get, "show one connection (secrets masked)"),
@@ -141,6 +155,8 @@ def register(subparsers):
     p.add_argument("--model", required=True, help="path of the .onnx model")
     p.add_argument("--tensor-column", help="input column holding each row's features (default: tensor)")
     p.add_argument("--replace", action="store_true", help="replace a pipeline of the same name")
+    p.add_argument("--workspace", metavar="NAME",
+                   help="the workspace the pipeline is in (default: the default workspace a task starts in)")
     add_json_flag(p)
     p.set_defaults(func=cmd_pipelines_create)
     p = sub.add_parser("list", help="list pipelines")

@@ -6,7 +6,7 @@ import logging
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from orchzip.runtime.server import _connections, _inference, _orchestrations, _tasks
+from orchzip.runtime.server import _connections, _graphql, _inference, _orchestrations, _platform, _tasks
 from orchzip.runtime.server._auth import BearerAuth, load_or_create_token
 from orchzip.runtime.server._context import ServerContext
 from orchzip.runtime.server._http import EXCEPTION_HANDLERS
@@ -35,8 +35,10 @@ def create_app(state_dir, token=None, no_env=False, max_upload_bytes=None, sched
         finally:
             ctx.stop()
 
-    routes = _connections.routes() + _orchestrations.routes() + _tasks.routes() + _inference.routes()
-    app = Starlette(routes=routes, middleware=[Middleware(BearerAuth, token=token)],
+    routes = (_platform.routes() + _connections.routes() + _orchestrations.routes() + _tasks.routes()
+              + _graphql.routes() + _inference.routes())
+    auth = Middleware(BearerAuth, token=token, open_paths=_platform.OPEN_PATHS)
+    app = Starlette(routes=routes, middleware=[auth],
                     exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
     app.state.ctx = ctx
     return app

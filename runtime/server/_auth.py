@@ -33,14 +33,18 @@ def load_or_create_token(state_dir):
 
 
 class BearerAuth:
-    """ASGI middleware: every HTTP request must carry ``Authorization: Bearer <token>``."""
+    """ASGI middleware: every HTTP request must carry ``Authorization: Bearer <token>``.
 
-    def __init__(self, app, token):
+    :param open_paths: exact paths served without a token (what a client reads before it has one).
+    """
+
+    def __init__(self, app, token, open_paths=frozenset()):
         self.app = app
         self._expected = token.encode("ascii")
+        self._open = open_paths
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
+        if scope["type"] != "http" or (scope.get("path") in self._open and scope.get("method") in ("GET", "HEAD")):
             return await self.app(scope, receive, send)
         header = dict(scope.get("headers") or ()).get(b"authorization", b"")
         scheme, _, given = header.partition(b" ")

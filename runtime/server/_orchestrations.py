@@ -170,7 +170,56 @@ def list_(ctx, body):
 
 
 def list_all(ctx, body):
-    return [orchestration_json(r) for r in ctx.store.list_orchestrations()]
+    """Every orchestration with its tasks and workspace, as Wallaroo answers it.
+
+    ``workspace_ids`` and ``task_run_status`` filter when not empty (``[]``: all); with
+    ``task_run_status`` only tasks whose latest run has one of those statuses are listed, and
+    only orchestrations that have such a task; ``killed`` keeps tasks killed or not. The time
+    range of Wallaroo's request is accepted and not applied.
+    """
+    from orchzip.runtime.server._connections import workspace_json
+    from orchzip.runtime.server._tasks import task_json
+    workspace_ids = _int_list(body, "workspace_ids")
+    run_statuses = _str_list(body, "task_run_status")
+    killed = field(body, "killed", "bool", required=False)
+    if body.get("time_range") is not None and not isinstance(body["time_range"], list):
+        raise ApiError(422, "field 'time_range' must be a list")
+    store = ctx.store
+    workspaces = {w["id"]: workspace_json(store, w) for w in store.list_workspaces()}
+    tasks_of = {}
+    for task in store.list_tasks():
+        if task.get("orch_id"):
+            tasks_of.setdefault(task["orch_id"], []).append(task_json(store, task))
+    items = []
+    for row in store.list_orchestrations():
+        if workspace_ids and row["workspace_id"] not in workspace_ids:
+            continue
+        tasks = tasks_of.get(row["id"], [])
+        if killed is not None:
+            tasks = [t for t in tasks if t["killed"] == killed]
+        if run_statuses:
+            tasks = [t for t in tasks if t["last_runs"] and t["last_runs"][0]["status"] in run_statuses]
+            if not tasks:
+                continue
+        if row["workspace_id"] not in workspaces:
+            continue  # its workspace was deleted; Wallaroo's answer always names one
+        items.append({"orchestration": orchestration_json(row), "tasks": tasks,
+                      "workspace": workspaces[row["workspace_id"]]})
+    return {"orchestrations": items}
+
+
+def _int_list(body, name):
+    value = body.get(name) or []
+    if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise ApiError(422, f"field {name!r} must be a list of integer ids")
+    return value
+
+
+def _str_list(body, name):
+    value = body.get(name) or []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ApiError(422, f"field {name!r} must be a list of strings")
+    return value
 
 
 def routes():

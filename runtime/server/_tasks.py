@@ -1,29 +1,54 @@
 """Tasks: ``/v1/api/task/run_once``, ``run_scheduled``, ``list``, ``get_by_id``, ``kill``,
-``list_task_runs`` and ``get_logs_for_run``.
+``pause``, ``list_task_runs``, ``get_run_details``, ``get_tasks_by_orch_sha`` and
+``get_logs_for_run``.
 
 A run-once task starts on a thread of its own (see ``ServerContext``); a scheduled one is
 fired by the scheduler running in the server. Logs are read from the run's log file, so a
-running task's logs are served as they grow.
-"""
+running task's logs are served as they grow, in Wallaroo's log line form (``_logs``).
 
-import os
-from collections import deque
+Statuses are Wallaroo's: a task's from the SDK's task status enum (``TASK_STATUSES``), a run's
+from its run status enum (``RUN_STATUSES``); the SDK refuses any other value.
+"""
 
 from starlette.routing import Route
 
 from orchzip.errors import ConfigError
 from orchzip.runtime.server._http import ApiError, endpoint, field, uuid_id
+from orchzip.runtime.server._logs import wallaroo_log_lines
 
-RUN_STATUSES = ("running", "success", "failure", "killed", "timed_out")
+RUN_STATUSES = ("running", "success", "failure", "killed", "timed_out", "unknown")
+TASK_STATUSES = ("pending", "started", "pending_kill", "killed", "failed", "success", "timed_out", "paused",
+                 "pending_pause", "pending_resume", "crash_loop", "resource_contention", "schedule_error")
+# Wallaroo's run types; a task kind not listed here keeps running until killed.
+RUN_TYPES = {"run_once": "Oneshot", "scheduled": "CronJob"}
 DEFAULT_LAST_RUNS = 5
+
+
+def wallaroo_task_status(task):
+    """The task's status as Wallaroo reports it.
+
+    On Wallaroo a run-once task that has run stays ``started``: the outcome is its run's status
+    (notebooks poll ``task.status() != "started"``, then read ``task.last_runs()``). A
+    scheduled task is ``started`` once its schedule is armed, before its first fire (its cron
+    job exists), and ``paused`` while paused.
+    """
+    status = task["status"]
+    if task["kind"] == "run_once" and status in ("success", "failed", "timed_out"):
+        return "started"
+    if task["kind"] == "scheduled" and status in ("pending", "started"):
+        return "paused" if task.get("paused") else "started"
+    return status if status in TASK_STATUSES else "failed"
 
 
 def task_json(store, task, run_limit=DEFAULT_LAST_RUNS):
     runs = store.list_runs(task_id=task["id"], limit=run_limit)
+    status = wallaroo_task_status(task)
     body = {
-        "id": task["id"], "name": task["name"], "status": task["status"],
+        "id": task["id"], "name": task["name"], "status": status,
+        "run_type": RUN_TYPES.get(task["kind"], "NetworkService"),
         "created_at": task["created_at"], "updated_at": task["updated_at"], "input_data": task["args"],
-        "killed": task["status"] in ("pending_kill", "killed"), "workspace_id": task["workspace_id"],
+        # Wallaroo says killed once the kill is done; pending_kill is not yet killed.
+        "killed": status == "killed", "workspace_id": task["workspace_id"],
         "orch_id": task["orch_id"], "last_runs": [run_json(r) for r in runs],
     }
     if task["kind"] == "scheduled":
@@ -33,7 +58,8 @@ def task_json(store, task, run_limit=DEFAULT_LAST_RUNS):
 
 
 def run_json(run):
-    return {"run_id": run["id"], "status": run["status"], "created_at": run["created_at"],
+    status = run["status"] if run["status"] in RUN_STATUSES else "unknown"
+    return {"run_id": run["id"], "status": status, "created_at": run["created_at"],
             "updated_at": run["updated_at"], "task": run["task_id"]}
 
 
@@ -96,9 +122,22 @@ def list_(ctx, body):
         tasks = [t for t in tasks if t["workspace_id"] == workspace_id]
     if orch_id is not None:
         tasks = [t for t in tasks if t["orch_id"] == orch_id]
+    orch_sha = field(body, "orch_sha", "str", required=False)
+    if orch_sha is not None:
+        tasks = [t for t in tasks if t["orch_id"] in _orchestrations_with_sha(ctx.store, orch_sha)]
+    answers = [task_json(ctx.store, t, max(run_limit, 0)) for t in tasks]
     if killed is not None:
-        tasks = [t for t in tasks if (t["status"] in ("pending_kill", "killed")) == killed]
-    return [task_json(ctx.store, t, max(run_limit, 0)) for t in tasks]
+        answers = [t for t in answers if t["killed"] == killed]
+    return answers
+
+
+def _orchestrations_with_sha(store, sha):
+    return {o["id"] for o in store.list_orchestrations() if o["sha"] == sha}
+
+
+def get_tasks_by_orch_sha(ctx, body):
+    ids = _orchestrations_with_sha(ctx.store, field(body, "sha", "str"))
+    return {"ids": [t["id"] for t in ctx.store.list_tasks() if t["orch_id"] in ids]}
 
 
 def get_by_id(ctx, body):
@@ -120,10 +159,28 @@ def kill(ctx, body):
     return task_json(ctx.store, task)
 
 
+def pause(ctx, body):
+    """Pause (``pause: true``) or resume a scheduled task: the SDK's experimental ``_pause``/``_resume``."""
+    from orchzip.runtime.scheduler.control import pause_task, resume_task
+    task = ctx.store.get_task(_exact_id(body, "id"))
+    wanted = field(body, "pause", "bool")
+    if task["kind"] != "scheduled":
+        raise ApiError(409, f"task {task['id']} is {RUN_TYPES.get(task['kind'], task['kind'])}; "
+                            "only scheduled (CronJob) tasks pause and resume")
+    try:
+        task = pause_task(ctx.store, task["id"]) if wanted else resume_task(ctx.store, task["id"])
+    except ConfigError as err:
+        raise ApiError(409, str(err)) from None
+    ctx.wake_scheduler()
+    return task_json(ctx.store, task)
+
+
 def list_task_runs(ctx, body):
     field(body, "task_id", "str")
     limit = field(body, "limit", "int", required=False)
     status = field(body, "status", "str", required=False)
+    if status == "all":  # the SDK's last_runs(status="all")
+        status = None
     if status is not None and status not in RUN_STATUSES:
         raise ApiError(422, f"field 'status' must be one of {', '.join(RUN_STATUSES)}, not {status!r}")
     if limit is not None and limit < 1:
@@ -132,24 +189,22 @@ def list_task_runs(ctx, body):
     return [run_json(r) for r in ctx.store.list_runs(task_id=task["id"], status=status, limit=limit)]
 
 
+def get_run_details(ctx, body):
+    """One run of a task (``pod_id`` is Wallaroo's name of the run id): what a notebook shows of a run."""
+    task = ctx.store.get_task(_exact_id(body, "task"))
+    run = ctx.store.get_run(uuid_id(field(body, "pod_id", "str"), "run"))
+    if run["task_id"] != task["id"]:
+        raise ApiError(404, f"run {run['id']} is not a run of task {task['id']}")
+    return {key: value for key, value in run_json(run).items() if key != "task"}
+
+
 def get_logs_for_run(ctx, body):
     run_id = field(body, "id", "str")
     lines = field(body, "lines", "int", required=False)
     if lines is not None and lines < 0:
         raise ApiError(422, f"field 'lines' must be 0 or more, not {lines}")
     run = ctx.store.get_run(uuid_id(run_id, "run"))
-    return {"logs": read_log(run, lines)}
-
-
-def read_log(run, lines=None):
-    """The run's log lines (the last ``lines`` when given), also while it is still written."""
-    path = run.get("log_path")
-    if not path or not os.path.exists(path):
-        return [f"orchzip: error: {run['error']}"] if run.get("error") else []
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        if lines:
-            return [line.rstrip("\n") for line in deque(fh, maxlen=lines)]
-        return fh.read().splitlines()
+    return {"logs": wallaroo_log_lines(run, lines)}
 
 
 def routes():
@@ -160,9 +215,12 @@ def routes():
         Route(f"{base}/list", endpoint(list_), methods=["POST"]),
         Route(f"{base}/get_by_id", endpoint(get_by_id), methods=["POST"]),
         Route(f"{base}/kill", endpoint(kill, status=202), methods=["POST"]),
+        Route(f"{base}/pause", endpoint(pause, status=202), methods=["POST"]),
         Route(f"{base}/list_task_runs", endpoint(list_task_runs), methods=["POST"]),
+        Route(f"{base}/get_run_details", endpoint(get_run_details), methods=["POST"]),
+        Route(f"{base}/get_tasks_by_orch_sha", endpoint(get_tasks_by_orch_sha), methods=["POST"]),
         Route(f"{base}/get_logs_for_run", endpoint(get_logs_for_run), methods=["POST"]),
     ]
 
 
-__all__ = ["routes", "task_json", "run_json", "read_log"]
+__all__ = ["routes", "task_json", "run_json", "wallaroo_task_status", "RUN_TYPES", "TASK_STATUSES"]
