@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "schedule",
     "remote",
     "serve",
+    "doctor",
 ]
 
 EXIT_OK = 0

@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from email.parser import Parser
@@ -197,18 +198,20 @@ def index_status(timeout=PROBE_TIMEOUT_SECONDS):
         return False, str(reason) or type(reason).__name__
 
 
-_offline_answer = {}
+_offline_answer = {}  # index URL -> (when asked, (offline, reason))
+ANSWER_SECONDS = 300.0  # a long-lived process (orchzip serve) asks again after this long
 
 
 def uv_offline():
-    """``(offline, reason)``: whether uv must run with ``--offline`` (asked once per process)."""
+    """``(offline, reason)``: whether uv must run with ``--offline``, asked at most every few minutes."""
     if os.environ.get("UV_OFFLINE", "").lower() in ("1", "true", "yes"):
         return True, "UV_OFFLINE is set"
     url = index_url()
-    if url not in _offline_answer:
+    asked = _offline_answer.get(url)
+    if asked is None or time.monotonic() - asked[0] > ANSWER_SECONDS:
         reachable, reason = index_status()
-        _offline_answer[url] = (not reachable, reason)
-    return _offline_answer[url]
+        asked = _offline_answer[url] = (time.monotonic(), (not reachable, reason))
+    return asked[1]
 
 
 # -- conflicts ------------------------------------------------------------------------------

@@ -221,3 +221,14 @@ def test_upload_refuses_a_conflicting_zip_before_sending_it(cli, tmp_path):
     assert "not uploading orch.zip: its requirements.txt cannot be installed beside wallaroo 2026.1.3 (1):" in result.err
     assert "numpy==2.1.0 conflicts with wallaroo 2026.1.3's numpy==1.26.0" in result.err
     assert "not-a-real-token" not in result.err
+
+
+def test_a_scheduled_task_keeps_the_wallaroo_version_it_was_scheduled_for(cli, tmp_path):
+    result = cli("schedule", show_versions_folder(tmp_path), "--cron", "0 3 * * *", "--no-env",
+                 "--wallaroo-version", "2024.1.0", "--json", timeout=120)
+    assert result.code == 0, result
+    task_id = result.json()["id"]
+    assert result.json()["wallaroo_version"] == "2024.1.0"
+    listed = cli("tasks", "list", "--json", timeout=60, env={"ORCHZIP_WALLAROO_VERSION": "2026.1.3"})
+    assert listed.code == 0, listed
+    assert [t["wallaroo_version"] for t in listed.json() if t["id"] == task_id] == ["2024.1.0"]
