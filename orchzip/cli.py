@@ -56,12 +56,31 @@ def build_parser():
                 raise
             continue  # a command family not built yet
         module.register(subparsers)
+    parser.add_argument("--json", dest="json_anywhere", action="store_true",
+                        help="print machine-readable JSON (as the command's own --json)")
+    _accept_state_dir_anywhere(parser)
     return parser
+
+
+def _accept_state_dir_anywhere(parser):
+    """``orchzip runs list --state-dir X`` as well as ``orchzip --state-dir X runs list``, as git
+    and uv take their global options; the value given last wins."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                if not any("--state-dir" in a.option_strings for a in sub._actions):
+                    # SUPPRESS: when not given here, the value given before the command stands.
+                    sub.add_argument("--state-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+                _accept_state_dir_anywhere(sub)
 
 
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.json_anywhere:
+        if not hasattr(args, "json"):
+            parser.error(f"orchzip {args.command} has no --json output")
+        args.json = True
     if args.state_dir is None:
         args.state_dir = default_state_dir()
     if not getattr(args, "func", None):

@@ -16,6 +16,7 @@ import psutil
 
 from orchzip.errors import ConfigError, OrchzipError
 from orchzip.runtime.store import utcnow
+from orchzip.runtime.task_logs import READY, SETTING_UP, TaskLog, last_error_line, resolve_max_bytes
 from orchzip.runtime.wallaroo_versions import resolve_version
 
 __all__ = ["RunningTask", "prepare_zip", "start_run", "run_once", "reconcile_lost_runs", "TASK_STATUS_FOR_RUN"]
@@ -86,14 +87,14 @@ def _write_private(path, text):
 class RunningTask:
     """One started run: poll it, wait for it, or kill it; every end is recorded in the store."""
 
-    def __init__(self, store, task, run, process, run_dir, timeout):
+    def __init__(self, store, task, run, process, run_dir, timeout, log=None):
         self.store, self.task, self.run, self.process = store, task, run, process
+        self.log = log  # the TaskLog the task's output is pumped into
         self.run_dir = run_dir
         self.timeout = timeout
         self.started = time.monotonic()
         self.events_path = os.path.join(run_dir, "events.jsonl")
         self._events_offset = 0
-        self._log_offset = 0
         self.progress = {}  # the last row counts the shim reported
         self.timings = {}  # when main.py started and ended (epoch seconds), from the bootstrap
         self.final = None
@@ -133,21 +134,14 @@ class RunningTask:
         return self._finish("success" if code == 0 else "failure", code)
 
     def read_output(self):
-        """What the task printed since the last call (stdout and stderr, as text)."""
-        try:
-            with open(self.run["log_path"], "rb") as fh:
-                fh.seek(self._log_offset)
-                chunk = fh.read()
-        except (OSError, TypeError):
-            return ""
-        self._log_offset += len(chunk)
-        return chunk.decode("utf-8", "replace")
+        """What the log took in since the last call: ``(stream, text)`` pieces, in order."""
+        return self.log.take_output() if self.log is not None else []
 
     def wait(self, on_event=None, on_output=None, should_stop=None):
         """Block until the run ends.
 
         :param on_event: called with each progress event (a dict) the task reports.
-        :param on_output: called with each new piece of the task's output.
+        :param on_output: called with each new ``(stream, text)`` piece of the run's log.
         :param should_stop: polled; when it returns true the run is killed.
         """
         while True:
@@ -156,9 +150,8 @@ class RunningTask:
                 if on_event is not None:
                     on_event(event)
             if on_output is not None:
-                text = self.read_output()
-                if text:
-                    on_output(text)
+                for stream, text in self.read_output():
+                    on_output(stream, text)
             if final is not None:
                 return final
             if should_stop is not None and should_stop():
@@ -179,6 +172,7 @@ class RunningTask:
 
     def _finish(self, status, exit_code, error=None):
         self.read_events()
+        log_stats = finish_log(self.log, status)
         # The context may hold connection secrets: it lives only as long as the run.
         for name in ("context.json", os.path.join("work", "arguments.json")):
             try:
@@ -189,7 +183,7 @@ class RunningTask:
             error = last_error_line(self.run["log_path"]) or f"main.py exited with code {exit_code}"
         stats = {k: self.progress.get(k) for k in ("rows_read", "rows_inferred", "rows_written", "seconds")}
         self.final = self.store.update_run(
-            self.run_id, status=status, exit_code=exit_code, ended_at=utcnow(), error=error, **stats
+            self.run_id, status=status, exit_code=exit_code, ended_at=utcnow(), error=error, **stats, **log_stats
         )
         if self.task["kind"] == "run_once":
             self.store.update_task(self.task["id"], status=TASK_STATUS_FOR_RUN[status])
@@ -269,24 +263,6 @@ def _run_process_alive(run):
         return False
 
 
-def last_error_line(log_path, max_bytes=65536):
-    """The last line of the log that says what went wrong (an error or exception line)."""
-    try:
-        with open(log_path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - max_bytes))
-            lines = fh.read().decode("utf-8", "replace").splitlines()
-    except OSError:
-        return None
-    for line in reversed(lines):
-        text = line.strip()
-        if text.startswith("orchzip: error:"):
-            return text[len("orchzip: error:"):].strip()
-        if text and not text.startswith(("File ", "^", "~")) and ("Error" in text or "Exception" in text):
-            return text
-    return None
-
-
 def start_run(store, task, python=None, extra_env=None, python_path=(), no_env=False, on_env_progress=None):
     """Unpack the task's zip into a fresh run directory and start main.py; returns RunningTask.
 
@@ -300,23 +276,26 @@ def start_run(store, task, python=None, extra_env=None, python_path=(), no_env=F
     from orchzip.builder import safe_extract
     from orchzip.runtime.environments import task_interpreter
 
+    log_max_bytes = resolve_max_bytes(task.get("log_max_bytes"))  # a bad setting starts no run
     run = store.create_run(task["id"])
     run_dir = store.dir_for("runs", run["id"])
     work_dir = os.path.join(run_dir, "work")
-    log_path = os.path.join(run_dir, "log.txt")
+    log = open_log(store, run, run_dir, log_max_bytes)
     try:
         safe_extract(task["source"], work_dir)
         main_py = find_main(work_dir)
         # Before the context is written: a failed environment build leaves no secrets behind.
         python, support_path, python_note = task_interpreter(
-            work_dir, python=python, no_env=no_env, on_progress=on_env_progress,
+            work_dir, python=python, no_env=no_env, on_progress=log_env_progress(log, on_env_progress),
             wallaroo_version=task.get("wallaroo_version"),
         )
         context_path = os.path.join(run_dir, "context.json")
         _write_private(context_path, json.dumps(task_context(store, task, run["id"]), indent=1))
         _write_private(os.path.join(work_dir, "arguments.json"), json.dumps(task["args"]))
     except OrchzipError as err:
-        store.update_run(run["id"], status="failure", ended_at=utcnow(), error=str(err), work_dir=work_dir)
+        log.write("stderr", f"orchzip: error: {err}")
+        store.update_run(run["id"], status="failure", ended_at=utcnow(), error=str(err), work_dir=work_dir,
+                         **finish_log(log, "failure"))
         if task["kind"] == "run_once":
             store.update_task(task["id"], status="failed")
         raise
@@ -332,51 +311,82 @@ def start_run(store, task, python=None, extra_env=None, python_path=(), no_env=F
         PYTHONUNBUFFERED="1",
         PYTHONDONTWRITEBYTECODE="1",
     )
-    log = open(log_path, "ab")
+    log.write("stdout", python_note)
+    log.frame(READY)
     try:
-        log.write((python_note + "\n").encode("utf-8"))
-        log.flush()
         process = subprocess.Popen(
             [python, BOOTSTRAP, main_py],
             cwd=os.path.dirname(main_py),
             env=env,
             stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             start_new_session=True,  # its own process group: a kill reaches the whole tree
         )
-    finally:
-        log.close()
-    run = store.update_run(
-        run["id"], pid=process.pid, started_at=utcnow(), log_path=log_path, work_dir=work_dir
-    )
+    except OSError as err:
+        log.write("stderr", f"orchzip: error: cannot start {python}: {err.strerror}")
+        store.update_run(run["id"], status="failure", ended_at=utcnow(), error=f"cannot start {python}: {err.strerror}",
+                         work_dir=work_dir, **finish_log(log, "failure"))
+        raise ConfigError(f"cannot start the task's Python {python}: {err.strerror}") from None
+    # Pumped as it is printed: the log grows while the task runs, not when it ends.
+    log.pump(process.stdout, "stdout")
+    log.pump(process.stderr, "stderr")
+    run = store.update_run(run["id"], pid=process.pid, started_at=utcnow(), work_dir=work_dir)
     if task["kind"] == "run_once":
         store.update_task(task["id"], status="started")
-    return RunningTask(store, task, run, process, run_dir, task.get("timeout"))
+    return RunningTask(store, task, run, process, run_dir, task.get("timeout"), log=log)
+
+
+def open_log(store, run, run_dir, max_bytes):
+    """The run's log, opened with Wallaroo's first framing line; its path is recorded at once."""
+    log_path = os.path.join(run_dir, "log.txt")
+    log = TaskLog(log_path, max_bytes=max_bytes,
+                  on_truncated=lambda stats: store.update_run(run["id"], **stats))
+    log.frame(SETTING_UP)
+    store.update_run(run["id"], log_path=log_path)
+    return log
+
+
+def log_env_progress(log, on_env_progress=None):
+    """Progress of a task environment build: into the run's log, and to ``on_env_progress``."""
+    def on_progress(line):
+        log.write("stdout", line)
+        if on_env_progress is not None:
+            on_env_progress(line)
+    return on_progress
+
+
+def finish_log(log, status):
+    """Close a run's log with Wallaroo's last framing line; returns what the run record keeps of it."""
+    if log is None:
+        return {}
+    return log.finish(status)
 
 
 def run_once(store, target, args=None, timeout=None, name=None, python=None, on_event=None, on_output=None,
-             no_env=False, on_env_progress=None, should_stop=None, wallaroo_version=None):
+             no_env=False, on_env_progress=None, should_stop=None, log_max_bytes=None, wallaroo_version=None):
     """Run ``target`` (a zip or an orchestration folder) once, to the end; returns the run.
 
     :param args: the task args (a JSON object) main.py reads.
     :param timeout: seconds before the run is killed and recorded ``timed_out``.
     :param on_event: called with each progress event the task reports.
-    :param on_output: called with each new piece of the task's output.
+    :param on_output: called with each new ``(stream, text)`` piece of the run's log.
     :param no_env: run in orchzip's own interpreter, not the zip's task environment.
     :param on_env_progress: called with each line of progress while a task environment builds.
     :param should_stop: called with the task (a dict) while the run goes; true kills the run
         (how `orchzip tasks kill` reaches a run started by `orchzip run` in another process).
+    :param log_max_bytes: the cap of the run's log (default: ``$ORCHZIP_LOG_MAX_BYTES`` or 16 MiB).
     :param wallaroo_version: the Wallaroo release the task targets (default: see
         ``wallaroo_versions.resolve_version``); kept with the task.
     """
     if timeout is not None and timeout <= 0:
         raise ConfigError(f"timeout must be a positive number of seconds, not {timeout}")
+    resolve_max_bytes(log_max_bytes)  # refused before anything is built or recorded
     wallaroo_version = resolve_version(wallaroo_version)  # an unknown version fails before any work
     zip_path = prepare_zip(store, target)
     task = store.create_task(
         "run_once", zip_path, args=args or {}, name=name or os.path.basename(target.rstrip("/")), timeout=timeout,
-        wallaroo_version=wallaroo_version,
+        log_max_bytes=log_max_bytes, wallaroo_version=wallaroo_version,
     )
     running = start_run(store, task, python=python, no_env=no_env, on_env_progress=on_env_progress)
     try:

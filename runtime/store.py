@@ -9,6 +9,7 @@ connection details may hold credentials.
 import datetime
 import json
 import os
+import shutil
 import sqlite3
 import threading
 import uuid
@@ -158,7 +159,14 @@ MIGRATIONS = [
     """
     ALTER TABLE pipelines ADD COLUMN workspace_id INTEGER REFERENCES workspaces(id) ON DELETE SET NULL;
     """,
-    # 6: the Wallaroo release a task targets (its environment's SDK pins, its results' shape).
+    # 6: bounded run logs. log_bytes: all a run printed (in stored form); log_dropped_bytes:
+    # how much of it its log left out; tasks.log_max_bytes: the cap its runs' logs keep.
+    """
+    ALTER TABLE runs ADD COLUMN log_bytes INTEGER;
+    ALTER TABLE runs ADD COLUMN log_dropped_bytes INTEGER;
+    ALTER TABLE tasks ADD COLUMN log_max_bytes INTEGER;
+    """,
+    # 7: the Wallaroo release a task targets (its environment's SDK pins, its results' shape).
     """
     ALTER TABLE tasks ADD COLUMN wallaroo_version TEXT;
     """,
@@ -457,6 +465,38 @@ class Store:
         if limit:
             sql += f" LIMIT {int(limit)}"
         return self._query(sql, params)
+
+    def prune_runs(self, keep=None, before=None, dry_run=False):
+        """Forget ended runs: all but the newest ``keep`` per task name (each `orchzip run` is a
+        task of its own, so runs group by name), and/or those created
+        before ``before`` (a UTC ISO time). Their records and run folders (logs, work files) go.
+        A running run is never pruned. Returns the pruned runs, oldest first.
+        """
+        if keep is None and before is None:
+            raise ConfigError("say what to prune: --keep N (runs per task) and/or --older-than DAYS")
+        if keep is not None and keep < 0:
+            raise ConfigError(f"--keep must be 0 or more runs, not {keep}")
+        ranked = """SELECT runs.*, ROW_NUMBER() OVER (PARTITION BY tasks.name
+                                                      ORDER BY runs.created_at DESC, runs.rowid DESC) AS newer
+                    FROM runs JOIN tasks ON tasks.id = runs.task_id"""
+        sql, params = f"SELECT * FROM ({ranked}) WHERE status != 'running' AND (0", []
+        if keep is not None:
+            sql += " OR newer > ?"
+            params.append(keep)
+        if before is not None:
+            sql += " OR created_at < ?"
+            params.append(before)
+        doomed = self._query(sql + ") ORDER BY created_at", params)
+        for run in doomed:
+            run.pop("newer", None)
+        if dry_run or not doomed:
+            return doomed
+        with self.transaction() as db:
+            db.executemany("DELETE FROM runs WHERE id = ? AND status != 'running'", [(r["id"],) for r in doomed])
+        for run in doomed:
+            # After the records: a folder without a record is only litter, a record without its folder a lie.
+            shutil.rmtree(os.path.join(self.state_dir, "runs", run["id"]), ignore_errors=True)
+        return doomed
 
     # -- scheduled tasks ----------------------------------------------------------------
     def claim_fire(self, task_id, expected_next, next_fire_at, claimed_fire_at=None, skipped=()):

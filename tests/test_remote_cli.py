@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import sys
 
 import pytest
@@ -55,6 +56,8 @@ def test_upload_run_once_logs(remote, workspace_id, tmp_path):
     task_id = ran.stdout.split()[1]
     last = remote("remote", "logs", task_id, "--task", "--lines", "2").stdout.splitlines()
     assert [line.split(" ", 1)[1] for line in last] == ["done", "Task run complete. Status: success"]
+    raw = remote("remote", "logs", task_id, "--task", "--lines", "1", "--raw").stdout
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z stdout F Task run complete\. Status: success\n", raw), raw
     runs = json.loads(remote("remote", "runs", task_id, "--json").stdout)
     assert [r["status"] for r in runs] == ["success"]
     task = json.loads(remote("remote", "task", task_id, "--json").stdout)

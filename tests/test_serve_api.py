@@ -8,6 +8,7 @@ import concurrent.futures
 import io
 import json
 import os
+import re
 import stat
 import sys
 import time
@@ -80,6 +81,7 @@ def task(server, task_id):
 
 
 def logs(server, run_id, **fields):
+    """The text of each line of a run's log (the API gives them in Wallaroo's form)."""
     answer = server.post("/v1/api/task/get_logs_for_run", {"id": run_id, **fields})
     assert answer.status_code == 200, answer.text
     return texts(answer.json()["logs"])
@@ -156,6 +158,8 @@ def test_upload_packaging_run_once_success_and_logs(server, workspace_id, hello_
     assert "hello from the task, in_task=True, args=[('greeting', 'hi')]" in lines and lines[-2] == "done"
     assert lines[0] == "WALLAROO: Setting up task run..." and lines[-1] == COMPLETE.format("success")
     assert logs(server, runs[0]["run_id"], lines=2) == ["done", COMPLETE.format("success")]
+    raw = server.post("/v1/api/task/get_logs_for_run", {"id": runs[0]["run_id"]}).json()["logs"]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z (stdout|stderr) [FP] .*", line) for line in raw), raw
     assert task_id in [t["id"] for t in server.post("/v1/api/task/list", {"workspace_id": workspace_id}).json()]
 
 

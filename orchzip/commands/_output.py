@@ -18,11 +18,24 @@ def print_table(rows, columns):
     if not rows:
         print("(none)")
         return
-    cells = [[str(r.get(c, "")) for c in columns] for r in rows]
+    cells = [[_cell(r.get(c)) for c in columns] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
     print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)).rstrip())
     for row in cells:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+
+
+def _cell(value):
+    """A table cell: nothing where there is no value (never the text 'None')."""
+    return "" if value is None else str(value)
+
+
+def print_deleted(args, kind, name, note=""):
+    """What a delete command says: one line for people, ``{"deleted": ...}`` with --json."""
+    if args.json:
+        print_json({"deleted": kind, "name": name})
+    else:
+        print(f"deleted {kind} {name}" + (f" ({note})" if note else ""))
 
 
 def add_wallaroo_version_flag(parser, what):

@@ -183,7 +183,7 @@ def cmd_logs(args):
     if args.json:
         return print_json({"id": run_id, "logs": logs})
     for line in logs:
-        print(_log_line(line))
+        print(line if args.raw else _log_line(line))
 
 
 def _log_line(line):
@@ -330,6 +330,7 @@ def register(subparsers):
     p.add_argument("run_id", help="a run id (or, with --task, a task id: its latest run)")
     p.add_argument("--task", action="store_true", help="RUN_ID is a task id: show its latest run's logs")
     p.add_argument("--lines", type=int, help="only the last N lines")
+    p.add_argument("--raw", action="store_true", help="the lines as Wallaroo gives them: time, stream, F|P flag, text")
     _common(p, Settings)
     p.set_defaults(func=cmd_logs)
 

@@ -4,6 +4,7 @@ import json
 import sys
 
 from orchzip.errors import ConfigError
+from orchzip.runtime.task_logs import is_framing, parse_line, read_lines
 from orchzip.commands._output import add_json_flag, add_wallaroo_version_flag, print_json, print_table
 from orchzip.commands.state import parse_json_object
 
@@ -40,11 +41,15 @@ class Progress:
         self._bar.update(event["rows_read"] - self._bar.n)
         self._bar.set_postfix(batches=event.get("batches"), written=event.get("rows_written"), refresh=False)
 
-    def on_output(self, text):
+    def on_output(self, stream, text):
+        """The task's stdout to ours, its stderr to ours; Wallaroo's framing lines stay in the log."""
+        if is_framing(text):
+            return
         if self._bar is not None:
             self._bar.clear()
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        out = sys.stderr if stream == "stderr" else sys.stdout
+        out.write(text)
+        out.flush()
         if self._bar is not None:
             self._bar.refresh()
 
@@ -82,6 +87,7 @@ def execute(args, target, task_args):
     try:
         return run_once(
             store, target, args=task_args, timeout=args.timeout, name=args.name,
+            log_max_bytes=getattr(args, "log_max_bytes", None),
             on_event=progress.on_event, on_output=None if args.json else progress.on_output,
             should_stop=lambda task: kill_requested(store, task["id"]),  # honours `orchzip tasks kill`
             wallaroo_version=getattr(args, "wallaroo_version", None), **_environment_options(args),
@@ -152,25 +158,74 @@ def _chosen_run(args):
 def cmd_runs_show(args):
     run = _chosen_run(args)
     if args.json:
-        print_json(run)
-    else:
-        for key, value in run.items():
+        print_json(dict(run, log_truncated=bool(run.get("log_dropped_bytes"))))
+        return
+    for key, value in run.items():
+        if key not in ("log_bytes", "log_dropped_bytes"):
             print(f"{key:14} {'' if value is None else value}")
+    print(f"{'log':14} {describe_log(run)}")
+
+
+def describe_log(run):
+    """One line on how much of what the run printed its log kept."""
+    if not run.get("log_bytes"):
+        return "" if not run.get("log_path") else "complete"
+    if not run.get("log_dropped_bytes"):
+        return f"complete ({_mib(run['log_bytes'])})"
+    return (f"truncated: {_mib(run['log_dropped_bytes'])} of the {_mib(run['log_bytes'])} the run printed "
+            "left out in the middle (the log keeps its first and its most recent lines)")
+
+
+def _mib(n):
+    return f"{n / 1048576:.1f} MiB" if n >= 104858 else f"{n} bytes"
 
 
 def cmd_runs_logs(args):
     run = _chosen_run(args)
+    print_log(run, lines=args.lines, json_=args.json, timestamps=args.timestamps, raw=args.raw)
+
+
+def print_log(run, lines=None, json_=False, timestamps=False, raw=False):
+    """Print a run's log: its text (default), with times, raw stored lines, or JSON as the API gives it."""
     if not run["log_path"]:
         raise ConfigError(f"run {run['id']} has no log: it failed before its task started ({run['error']})")
-    with open(run["log_path"], encoding="utf-8", errors="replace") as fh:
-        lines = fh.read().splitlines()
-    if args.lines:
-        lines = lines[-args.lines:]
-    if args.json:
-        print_json({"id": run["id"], "logs": lines})
-    else:
-        for line in lines:
+    stored = read_lines(run["log_path"], lines)
+    if json_:
+        print_json({"id": run["id"], "logs": stored})
+        return
+    print_log_lines(stored, timestamps=timestamps, raw=raw)
+
+
+def print_log_lines(stored, timestamps=False, raw=False):
+    """Print stored log lines as text (pieces of a long line joined), with times, or raw."""
+    continued = False  # the previous piece was a P piece: this one goes on the same line
+    for line in stored:
+        if raw:
             print(line)
+            continue
+        parsed = parse_line(line)
+        if timestamps and parsed.time and not continued:
+            print(parsed.time, end=" ")
+        print(parsed.text, end="" if parsed.partial else "\n")
+        continued = parsed.partial
+    if continued:
+        print()
+
+
+def cmd_runs_prune(args):
+    before = None
+    if args.older_than is not None:
+        if args.older_than < 0:
+            raise ConfigError(f"--older-than must be 0 or more days, not {args.older_than:g}")
+        from datetime import datetime, timedelta, timezone
+        # The store's own time form (UTC ISO, milliseconds), so that the text comparison holds.
+        before = (datetime.now(timezone.utc) - timedelta(days=args.older_than)).isoformat(timespec="milliseconds")
+    pruned = open_store(args).prune_runs(keep=args.keep, before=before, dry_run=args.dry_run)
+    if args.json:
+        print_json({"pruned" if not args.dry_run else "would_prune": [r["id"] for r in pruned]})
+    else:
+        verb = "would prune" if args.dry_run else "pruned"
+        print(f"{verb} {len(pruned)} run{'' if len(pruned) == 1 else 's'} (records, logs and run folders)")
 
 
 def add_run_choice(parser):
@@ -189,6 +244,19 @@ def add_run_arguments(parser):
                         "(and cached) from the zip's requirements.txt")
     add_wallaroo_version_flag(parser, "the task targets: its environment gets that SDK's pinned "
                               "packages and its results that release's shape")
+    parser.add_argument("--log-max-bytes", metavar="SIZE", type=_log_size,
+                        help="the most each run's log keeps, e.g. 16MiB or 512k: past it the log keeps "
+                        "its first quarter and its most recent lines and says how much it left out "
+                        "(default: $ORCHZIP_LOG_MAX_BYTES or 16MiB)")
+
+
+def _log_size(value):
+    import argparse
+    from orchzip.runtime.task_logs import resolve_max_bytes
+    try:
+        return resolve_max_bytes(value)
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err).replace("--log-max-bytes must", "must")) from None
 
 
 def register(subparsers):
@@ -216,8 +284,27 @@ def register(subparsers):
     add_run_choice(p)
     add_json_flag(p)
     p.set_defaults(func=cmd_runs_show)
-    p = sub.add_parser("logs", help="what a run printed")
+    p = sub.add_parser(
+        "logs", help="what a run printed",
+        description="What a run printed, also while it runs. Each line is stored in Wallaroo's "
+        "form, '<RFC3339 UTC time> <stdout|stderr> <F|P> <text>', between Wallaroo's framing "
+        "lines; shown as text unless --timestamps or --raw. --json gives the stored lines as "
+        "the API's get_logs_for_run does.",
+    )
     add_run_choice(p)
     p.add_argument("--lines", type=int, help="only the last N lines")
+    p.add_argument("--timestamps", "-t", action="store_true", help="each line with the time it was printed (UTC)")
+    p.add_argument("--raw", action="store_true", help="the stored lines as they are: time, stream, F|P flag, text")
     add_json_flag(p)
     p.set_defaults(func=cmd_runs_logs)
+    p = sub.add_parser(
+        "prune", help="forget old runs: their records, logs and run folders",
+        description="Delete ended runs and their folders: all but the newest --keep runs of each "
+        "task name (each `orchzip run` makes a task of its own; runs of one name group together), "
+        "and/or runs older than --older-than days. Running runs are never pruned.",
+    )
+    p.add_argument("--keep", type=int, metavar="N", help="keep the newest N runs of each task name")
+    p.add_argument("--older-than", type=float, metavar="DAYS", help="prune runs created more than DAYS ago")
+    p.add_argument("--dry-run", action="store_true", help="say what would go, delete nothing")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_runs_prune)

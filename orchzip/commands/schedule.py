@@ -7,7 +7,7 @@ import threading
 
 from orchzip.errors import ConfigError
 from orchzip.commands._output import add_json_flag, print_json, print_table
-from orchzip.commands.run import _fmt_seconds, add_run_arguments, cmd_runs_logs, open_store, parse_task_args
+from orchzip.commands.run import _fmt_seconds, add_run_arguments, open_store, parse_task_args, print_log
 
 EXIT_FAILED = 1
 
@@ -68,7 +68,8 @@ def cmd_schedule(args):
     task = schedule_task(
         store, args.target, args.cron, name=args.name, args=task_args, timeout=args.timeout, tz=args.tz,
         overlap=args.overlap, misfire_grace=args.misfire_grace, retries=args.retries, retry_backoff=args.retry_backoff,
-        no_env=args.no_env, on_env_progress=_show_progress, wallaroo_version=args.wallaroo_version,
+        no_env=args.no_env, on_env_progress=_show_progress, log_max_bytes=args.log_max_bytes,
+        wallaroo_version=args.wallaroo_version,
     )
     fires = next_fire_times(task, 3)
     if args.json:
@@ -82,6 +83,8 @@ def cmd_schedule(args):
 
 def cmd_scheduler(args):
     from orchzip.runtime.scheduler.loop import Scheduler
+    from orchzip.runtime.task_logs import resolve_max_bytes
+    resolve_max_bytes()  # a bad $ORCHZIP_LOG_MAX_BYTES is refused now, not at every fire
     if args.grace < 0:
         raise ConfigError(f"--grace must be 0 or more seconds, not {args.grace:g}")
     if args.stop_after is not None and args.stop_after <= 0:
@@ -169,7 +172,7 @@ def cmd_tasks_logs(args):
         if not runs:
             raise ConfigError(f"task {task['id']} has no runs yet")
         run = runs[0]
-    return cmd_runs_logs(argparse.Namespace(state_dir=args.state_dir, run_id=run["id"], last=False, lines=args.lines, json=args.json))
+    print_log(run, lines=args.lines, json_=args.json, timestamps=args.timestamps, raw=args.raw)
 
 
 def cmd_tasks_kill(args):
@@ -270,6 +273,8 @@ def _register_tasks(subparsers):
     p.add_argument("task_id", help="a task id or its first characters")
     p.add_argument("--run", metavar="RUN_ID", help="this run instead of the latest")
     p.add_argument("--lines", type=int, help="only the last N lines")
+    p.add_argument("--timestamps", "-t", action="store_true", help="each line with the time it was printed (UTC)")
+    p.add_argument("--raw", action="store_true", help="the stored lines as they are: time, stream, F|P flag, text")
     add_json_flag(p)
     p.set_defaults(func=cmd_tasks_logs)
     p = sub.add_parser("kill", help="kill a task: its running run is stopped and a scheduled task fires no more")

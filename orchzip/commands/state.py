@@ -5,7 +5,7 @@ import os
 import re
 
 from orchzip.errors import ConfigError
-from orchzip.commands._output import add_json_flag, print_json, print_table
+from orchzip.commands._output import add_json_flag, print_deleted, print_json, print_table
 
 SECRET_KEY = re.compile(r"(private_key|secret|token|password|passwd|credential|api_key|apikey)", re.I)
 ENV_REFERENCE = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$")
@@ -88,8 +88,7 @@ def cmd_connections_list(args):
 
 def cmd_connections_delete(args):
     _store(args).delete_connection(args.name)
-    if not args.json:
-        print(f"deleted connection {args.name}")
+    print_deleted(args, "connection", args.name)
 
 
 def cmd_pipelines_create(args):
@@ -115,8 +114,7 @@ def cmd_pipelines_list(args):
 
 def cmd_pipelines_delete(args):
     _store(args).delete_pipeline(args.name)
-    if not args.json:
-        print(f"deleted pipeline {args.name}")
+    print_deleted(args, "pipeline", args.name)
 
 
 def register(subparsers):

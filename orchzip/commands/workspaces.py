@@ -5,7 +5,7 @@ task looks workspaces up by name (``wl.get_workspace(name)``) and finds their pi
 connections there. Pipelines outside every workspace are in the default one a task starts in.
 """
 
-from orchzip.commands._output import add_json_flag, print_json, print_table
+from orchzip.commands._output import add_json_flag, print_deleted, print_json, print_table
 
 
 def _store(args):
@@ -49,8 +49,7 @@ def cmd_list(args):
 
 def cmd_delete(args):
     _store(args).delete_workspace(args.name)
-    if not args.json:
-        print(f"deleted workspace {args.name} (its connections and pipelines remain)")
+    print_deleted(args, "workspace", args.name, note="its connections and pipelines remain")
 
 
 def cmd_add_connection(args):

@@ -44,7 +44,7 @@ def validate_schedule(cron, tz="UTC", timeout=None, overlap=DEFAULT_OVERLAP, mis
 
 def schedule_task(store, target, cron, name=None, args=None, timeout=None, tz="UTC", overlap=DEFAULT_OVERLAP,
                   misfire_grace=None, retries=0, retry_backoff=None, no_env=False, on_env_progress=None, now=None,
-                  wallaroo_version=None):
+                  log_max_bytes=None, wallaroo_version=None):
     """Register ``target`` (a zip or an orchestration folder) as a scheduled task; returns it.
 
     A folder is built into a zip now: later edits to the folder do not change the task,
@@ -55,6 +55,7 @@ def schedule_task(store, target, cron, name=None, args=None, timeout=None, tz="U
         is otherwise built (or found cached) now, so that a fire never waits for it.
     :param on_env_progress: called with each line of progress while the environment builds.
     :param now: the registration time (default: now); the first fire comes after it.
+    :param log_max_bytes: the cap of each run's log (default: ``$ORCHZIP_LOG_MAX_BYTES`` or 16 MiB).
     :param wallaroo_version: the Wallaroo release the task targets, resolved now and kept
         with the task (see ``wallaroo_versions.resolve_version``).
     """
@@ -71,7 +72,7 @@ def schedule_task(store, target, cron, name=None, args=None, timeout=None, tz="U
         misfire_grace=DEFAULT_MISFIRE_GRACE if misfire_grace is None else misfire_grace,
         retries=retries, retry_backoff=DEFAULT_RETRY_BACKOFF if retry_backoff is None else retry_backoff,
         next_fire_at=to_iso(trigger.next_fire_time(now or _utcnow())), no_env=1 if no_env else 0,
-        wallaroo_version=wallaroo_version,
+        log_max_bytes=log_max_bytes, wallaroo_version=wallaroo_version,
     )
 
 
