@@ -15,6 +15,7 @@ import threading
 import uuid
 
 from orchzip.errors import ConfigError
+from orchzip.runtime import connection_schemas
 
 __all__ = ["Store", "NotFound", "AlreadyExists", "utcnow"]
 
@@ -275,15 +276,13 @@ class Store:
 
     # -- connections ----------------------------------------------------------------------
     def create_connection(self, name, type, details):
-        if not name or not isinstance(name, str):
-            raise ConfigError("a connection needs a non-empty name")
-        if not isinstance(details, dict):
-            raise ConfigError(f"details of connection {name!r} must be a JSON object")
+        """Store a connection after :func:`connection_schemas.validate` passed it (else it raises)."""
+        kind = connection_schemas.validate(name, type, details)
         try:
             with self.transaction() as db:
                 db.execute(
                     "INSERT INTO connections(name, type, details, created_at) VALUES (?, ?, ?, ?)",
-                    (name, str(type).upper(), json.dumps(details), utcnow()),
+                    (name, kind, json.dumps(details, allow_nan=False), utcnow()),
                 )
         except sqlite3.IntegrityError:
             raise AlreadyExists(
@@ -335,7 +334,10 @@ class Store:
             )
 
     def _connection_row(self, row):
-        row["details"] = json.loads(row["details"])
+        # Rows stored before details were validated may hold anything: decode, never raise.
+        row["details"], problem = connection_schemas.decode_details(row["details"])
+        if problem:
+            row["details_error"] = f"{problem}; delete and create it again: orchzip connections delete {row['name']}"
         row["workspace_names"] = [
             r["name"]
             for r in self._query(

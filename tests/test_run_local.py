@@ -196,7 +196,8 @@ def test_connection_secrets_are_masked_and_the_store_is_owner_only(orchzip_cli, 
     assert "BEGIN PRIVATE KEY" not in listed.out
     assert os.stat(state_dir).st_mode & 0o077 == 0
     assert os.stat(os.path.join(state_dir, "state.db")).st_mode & 0o077 == 0
-    assert_one_line_error(orchzip_cli("connections", "create", "bq", "--type", "FILE"), "already exists")
+    assert_one_line_error(orchzip_cli("connections", "create", "bq", "--type", "FILE", "--details",
+                                      '{"path": "out.parquet"}'), "already exists")
 
 
 @pytest.mark.timeout(120)

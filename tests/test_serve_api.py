@@ -361,7 +361,7 @@ def test_concurrent_requests_are_all_answered(server, workspace_id):
     rows = json.dumps(reference_rows()[:50])
 
     def work(i):
-        created = server.post("/v1/api/connections/create", {"name": f"c{i}", "type": "HTTP", "details": {"i": i}})
+        created = server.post("/v1/api/connections/create", {"name": f"c{i}", "type": "HTTP", "details": {"host": f"http://127.0.0.1:9/{i}.arrow"}})
         added = server.post("/v1/api/connections/add_to_workspace",
                             {"workspace_id": workspace_id, "connection_id": created.json()["id"]})
         inferred = server.post("/v1/api/pipelines/infer/housing", data=rows,
@@ -371,7 +371,7 @@ def test_concurrent_requests_are_all_answered(server, workspace_id):
 
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         results = list(pool.map(work, range(40)))
-    assert results == [(200, 200, 200, 50, {"i": i}) for i in range(40)]
+    assert results == [(200, 200, 200, 50, {"host": f"http://127.0.0.1:9/{i}.arrow"}) for i in range(40)]
     assert "Traceback" not in server.log()
 
 

@@ -43,7 +43,7 @@ def test_packaging_builds_the_task_environment_and_state_survives_restarts(tmp_p
     try:
         token = server.token
         workspace_id = server.post("/v1/api/workspaces/create", {"workspace_name": "w"}).json()["workspace_id"]
-        server.post("/v1/api/connections/create", {"name": "kept", "type": "HTTP", "details": {"url": "x"}})
+        server.post("/v1/api/connections/create", {"name": "kept", "type": "HTTP", "details": {"url": "http://127.0.0.1:9/x.arrow"}})
         orch_id, seen = _upload_ready(server, zip_path, workspace_id)
         assert seen <= {"pending_packaging", "packaging", "ready"}
         done_id = server.post("/v1/api/task/run_once", {"orch_id": orch_id, "workspace_id": workspace_id,
@@ -66,7 +66,7 @@ def test_packaging_builds_the_task_environment_and_state_survives_restarts(tmp_p
     try:
         assert server.token == token
         assert server.post("/v1/api/orchestration/get_by_id", {"id": orch_id}).json()["status"] == "ready"
-        assert server.post("/v1/api/connections/get", {"name": "kept"}).json()["details"] == {"url": "x"}
+        assert server.post("/v1/api/connections/get", {"name": "kept"}).json()["details"] == {"url": "http://127.0.0.1:9/x.arrow"}
         assert outcome(_task(server, done_id)) == "success"
         assert "done" in texts(server.post("/v1/api/task/get_logs_for_run", {"id": run_id}).json()["logs"])
         stopped = _task(server, long_id)

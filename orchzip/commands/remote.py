@@ -6,7 +6,7 @@ import tempfile
 
 from orchzip.commands._output import add_json_flag, add_wallaroo_version_flag, print_json, print_table
 from orchzip.commands.run import parse_task_args
-from orchzip.commands.state import mask_details, parse_json_object
+from orchzip.commands.state import mask_details, read_details
 from orchzip.errors import ConfigError
 
 EXIT_FAILED = 1
@@ -213,10 +213,7 @@ def cmd_workspaces_create(args):
 
 
 def cmd_connections_create(args):
-    details = parse_json_object(args.details, "--details") if args.details else {}
-    if args.details_file:
-        with open(args.details_file, encoding="utf-8") as fh:
-            details = {**parse_json_object(fh.read(), args.details_file), **details}
+    details = read_details(args)
     answer = _client(args).create_connection(args.name, args.type, details)
     _show(args, answer, [str(answer["id"])])
 

@@ -2,36 +2,52 @@
 
 import json
 import os
-import re
+import sys
 
 from orchzip.errors import ConfigError
 from orchzip.commands._output import add_json_flag, print_deleted, print_json, print_table
+from orchzip.runtime.redact import mask_details
 
-SECRET_KEY = re.compile(r"(private_key|secret|token|password|passwd|credential|api_key|apikey)", re.I)
-ENV_REFERENCE = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$")
-
-
-def mask_details(details):
-    """``details`` with secret-looking values hidden; ``${VAR}`` references stay visible."""
-    if isinstance(details, dict):
-        return {
-            k: ("****" if SECRET_KEY.search(str(k)) and isinstance(v, str) and v and not ENV_REFERENCE.match(v)
-                else mask_details(v))
-            for k, v in details.items()
-        }
-    if isinstance(details, list):
-        return [mask_details(v) for v in details]
-    return details
+MAX_DETAILS_FILE = 1 << 20
 
 
 def parse_json_object(text, what):
+    """``text`` as a JSON object, or one line saying where it is wrong (never echoing it: it may hold secrets)."""
+    from orchzip.runtime.connection_schemas import load_json
     try:
-        value = json.loads(text)
+        value = load_json(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{what} is not valid JSON ({err.msg} at line {err.lineno} column {err.colno})") from None
     except ValueError as err:
-        raise ConfigError(f"{what} is not valid JSON ({err.msg} at character {err.pos}): {text[:60]!r}") from None
+        raise ConfigError(f"{what} is not valid JSON ({err}); quote it as a string or give a number") from None
+    except RecursionError:
+        raise ConfigError(f"{what} nests too deeply to read; flatten it") from None
     if not isinstance(value, dict):
         raise ConfigError(f"{what} must be a JSON object like {{\"key\": \"value\"}}, not {type(value).__name__}")
     return value
+
+
+def read_details(args):
+    """``--details`` merged over ``--details-file``: the details a create command sends."""
+    details = parse_json_object(args.details, "--details") if args.details else {}
+    if args.details_file:
+        path = args.details_file
+        try:
+            with open(path, encoding="utf-8-sig") as fh:
+                text = fh.read(MAX_DETAILS_FILE + 1)
+        except FileNotFoundError:
+            raise ConfigError(f"--details-file {path}: no such file") from None
+        except IsADirectoryError:
+            raise ConfigError(f"--details-file {path}: is a folder, not a file") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"--details-file {path}: is not UTF-8 text; save it as UTF-8 JSON") from None
+        except OSError as err:
+            raise ConfigError(f"--details-file {path}: cannot read it ({err.strerror})") from None
+        if len(text) > MAX_DETAILS_FILE:
+            raise ConfigError(f"--details-file {path}: over {MAX_DETAILS_FILE:,} characters; details point at data, "
+                              f"they do not hold it")
+        details = {**parse_json_object(text, f"--details-file {path}"), **details}
+    return details
 
 
 def _store(args):
@@ -49,15 +65,16 @@ def _absolute_paths(connection_type, details):
 
 
 def cmd_connections_create(args):
-    details = parse_json_object(args.details, "--details")
-    if args.details_file:
-        with open(args.details_file, encoding="utf-8") as fh:
-            details = {**parse_json_object(fh.read(), args.details_file), **details}
+    from orchzip.runtime.connection_schemas import note_for
+    details = read_details(args)
     store = _store(args)
     workspaces = [store.get_workspace(name) for name in args.workspace or []]  # all known before creating
     row = store.create_connection(args.name, args.type, _absolute_paths(args.type, details))
     for workspace in workspaces:
         store.add_connection_to_workspace(row["id"], workspace["id"])
+    note = note_for(row["type"])
+    if note:
+        print(f"orchzip: note: {note}", file=sys.stderr)
     return _show_connection(args, store.get_connection(args.name) if workspaces else row)
 
 
@@ -73,7 +90,7 @@ def _show_connection(args, row):
         print(f"{row['name']} ({row['type']}, id {row['id']})")
         if row["workspace_names"]:
             print(f"workspaces: {', '.join(row['workspace_names'])}")
-        print(json.dumps(row["details"], indent=2, sort_keys=True))
+        print(row.get("details_error") or json.dumps(row["details"], indent=2, sort_keys=True))
 
 
 def cmd_connections_list(args):
@@ -81,9 +98,14 @@ def cmd_connections_list(args):
     if args.json:
         print_json(rows)
     else:
-        print_table([dict(r, details=json.dumps(r["details"], sort_keys=True)[:70],
-                          workspaces=",".join(r["workspace_names"]) or "-") for r in rows],
-                    ["name", "type", "workspaces", "details"])
+        print_table([dict(r, details=_details_cell(r), workspaces=",".join(r["workspace_names"]) or "-")
+                     for r in rows], ["name", "type", "workspaces", "details"])
+
+
+def _details_cell(row):
+    if row.get("details_error"):
+        return "(" + row["details_error"].split(";")[0] + ")"
+    return json.dumps(row["details"], sort_keys=True)[:70]
 
 
 def cmd_connections_delete(args):
@@ -126,7 +148,8 @@ def register(subparsers):
     sub = conn.add_subparsers(dest="action", metavar="ACTION", required=True)
     p = sub.add_parser("create", help="create a connection")
     p.add_argument("name")
-    p.add_argument("--type", required=True, help="DUCKDB, FILE, BIGQUERY or HTTP")
+    p.add_argument("--type", required=True, help="DUCKDB, FILE, BIGQUERY or HTTP (orchzip reads these; "
+                   "any other name is kept for orchestrations that read details() themselves, or for Wallaroo)")
     p.add_argument("--details", default="{}", help='JSON object, e.g. \'{"path": "data.duckdb", "table": "houses"}\'')
     p.add_argument("--details-file", help="a JSON file merged under --details (e.g. a service-account key)")
     p.add_argument("--workspace", action="append", metavar="NAME",

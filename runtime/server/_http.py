@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
 from orchzip.errors import ConfigError, OrchzipError, UnknownConnection, UnknownPipeline
+from orchzip.runtime.connection_schemas import load_json
 from orchzip.runtime.store import AlreadyExists, NotFound
 
 log = logging.getLogger("orchzip.server")
@@ -102,9 +103,11 @@ async def read_json(request, limit=JSON_BODY_LIMIT):
     if not raw.strip():
         return {}
     try:
-        value = json.loads(raw)
+        # NaN and Infinity are not JSON: stored, they would break every later answer.
+        value = load_json(raw)
     except (ValueError, UnicodeDecodeError, RecursionError) as err:
-        where = f" ({err.msg} at character {err.pos})" if isinstance(err, json.JSONDecodeError) else ""
+        where = f" ({err.msg} at character {err.pos})" if isinstance(err, json.JSONDecodeError) else (
+            f" ({err})" if type(err) is ValueError else "")
         raise ApiError(400, f"request body is not valid JSON{where}") from None
     if not isinstance(value, dict):
         raise ApiError(400, f"request body must be a JSON object, not a JSON {type(value).__name__}")

@@ -1,0 +1,110 @@
+"""Bad input to `orchzip serve`: every case gets a specific 4xx JSON answer, never a 500.
+
+A real server subprocess on a loopback port; each case is a raw request as a client could
+send it, the status it must get, and a fragment of the one-line ``msg``.
+"""
+
+import json
+import os
+import sqlite3
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "serve"))
+from serve_helpers import Server  # noqa: E402
+
+pytestmark = pytest.mark.timeout(180)
+
+SECRET = "hunter2-s3cr3t-value"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    state = tmp_path_factory.mktemp("serve") / "state"
+    srv = Server(state, state.parent / "serve.log", "--no-env").start()
+    yield srv
+    srv.stop()
+
+
+def assert_refused(answer, status, expect, secret=SECRET):
+    assert answer.status_code == status, (answer.status_code, answer.text)
+    body = answer.json()
+    assert body["code"] == status and expect in body["msg"], body
+    assert "\n" not in body["msg"] and "Traceback" not in answer.text
+    if secret:
+        assert secret not in answer.text
+
+
+def create(server, name, type_, details):
+    return server.post("/v1/api/connections/create", {"name": name, "type": type_, "details": details})
+
+
+def raw_create(server, text):
+    return server.post("/v1/api/connections/create", data=text.encode(),
+                       headers={**server.headers, "Content-Type": "application/json"})
+
+
+CONNECTION_CASES = [
+    ("path is a number", "FILE", {"path": 123}, 400, "field 'path' must be a non-empty string"),
+    ("unknown format", "FILE", {"path": "out.xml", "format": "xml"}, 400, "field 'format' must be one of"),
+    ("missing path", "DUCKDB", {"table": "t"}, 400, "needs 'path'"),
+    ("misspelt type", "FLIE", {"path": "a.parquet"}, 400, "did you mean FILE?"),
+    ("type with a line break", "FILE\nX", {"path": "a.parquet"}, 400, "the type must be a name"),
+    ("http scheme", "HTTP", {"host": "file:///etc/passwd"}, 400, "http:// or https:// URL"),
+    ("secret in a bad field", "FILE", {"path": "a.parquet", "token": SECRET}, 400, "unknown field 'token'"),
+    ("deep details", "ODBC", json.loads('{"a":' * 100 + "1" + "}" * 100), 400, "nest deeper than 32 levels"),
+    ("details not an object", "FILE", [1], 422, "field 'details' must be a JSON object"),
+]
+
+
+@pytest.mark.parametrize("type_, details, status, expect", [c[1:] for c in CONNECTION_CASES],
+                         ids=[c[0] for c in CONNECTION_CASES])
+def test_connection_create_refuses_bad_details(server, type_, details, status, expect):
+    assert_refused(create(server, "bad", type_, details), status, expect)
+
+
+RAW_CASES = [
+    ("nan", '{"name": "n", "type": "FILE", "details": {"path": NaN}}', "NaN is not a JSON number"),
+    ("infinity", '{"name": "n", "type": "FILE", "details": {"path": "a.parquet", "x": -Infinity}}',
+     "-Infinity is not a JSON number"),
+    ("too deep to parse", '{"name": "n", "type": "ODBC", "details": ' + "[" * 100_000, "not valid JSON"),
+]
+
+
+@pytest.mark.parametrize("text, expect", [c[1:] for c in RAW_CASES], ids=[c[0] for c in RAW_CASES])
+def test_connection_create_refuses_what_is_not_json(server, text, expect):
+    assert_refused(raw_create(server, text), 400, expect)
+
+
+def test_nothing_refused_was_stored_and_list_still_answers(server):
+    for case in CONNECTION_CASES:
+        create(server, "bad", *case[1:3])
+    for case in RAW_CASES:
+        raw_create(server, case[1])
+    answer = server.post("/v1/api/connections/list", {})
+    assert answer.status_code == 200 and [c["name"] for c in answer.json()["connections"]] == []
+
+
+def test_a_type_only_wallaroo_serves_is_kept_as_given(server):
+    answer = create(server, "pg", "ODBC", {"dsn": "Driver=pg;Uid=bob"})
+    assert answer.status_code == 200, answer.text
+    got = server.post("/v1/api/connections/get", {"name": "pg"}).json()
+    assert (got["type"], got["details"]) == ("ODBC", {"dsn": "Driver=pg;Uid=bob"})
+    server.post("/v1/api/connections/delete", {"name": "pg"})
+
+
+def test_bad_rows_already_stored_never_make_list_or_get_fail(server):
+    with sqlite3.connect(os.path.join(server.state_dir, "state.db")) as db:
+        db.executemany("INSERT INTO connections(name, type, details, created_at) VALUES (?, 'FILE', ?, 'then')",
+                       [("nan", '{"path": NaN}'), ("deep", "[" * 5000 + "]" * 5000), ("garbage", "{")])
+    try:
+        answer = server.post("/v1/api/connections/list", {})
+        assert answer.status_code == 200, answer.text
+        assert {c["name"]: c["details"] for c in answer.json()["connections"]} == {"nan": {}, "deep": {}, "garbage": {}}
+        for name in ("nan", "deep", "garbage"):
+            got = server.post("/v1/api/connections/get", {"name": name})
+            assert got.status_code == 200 and got.json()["details"] == {}, got.text
+    finally:
+        for name in ("nan", "deep", "garbage"):
+            server.post("/v1/api/connections/delete", {"name": name})
