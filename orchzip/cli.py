@@ -23,6 +23,8 @@ COMMAND_MODULES = [
     "schedule",
     "remote",
     "serve",
+    "ui",
+    "completion",
     "doctor",
 ]
 

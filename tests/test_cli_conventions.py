@@ -1,9 +1,8 @@
 """CLI habits users bring from git, uv and dbt: options anywhere, JSON from every command,
 tables without 'None', --last instead of pasting ids, and old runs pruned on request."""
 
-import json
 import os
-import textwrap
+import subprocess
 
 import pytest
 
@@ -89,3 +88,36 @@ def test_scheduler_for_seconds_stops_by_itself(orchzip_cli):
     assert result.code == 0, result
     assert "scheduler stopped" in result.err
     assert orchzip_cli("scheduler", "--for", "0").code == 2
+
+
+def test_a_failing_tasks_traceback_starts_at_the_users_main_py(orchzip_cli, tmp_path):
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "main.py").write_text("import helper\nhelper.explode()\n")
+    (folder / "helper.py").write_text("def explode():\n    raise ValueError('boom')\n")
+    (folder / "requirements.txt").write_text("")
+    result = orchzip_cli("run", str(folder), "--no-env")
+    assert result.code == 1
+    shown = result.out + result.err
+    trace = shown[shown.index("Traceback"):]
+    assert 'File "main.py", line 2, in <module>' in trace
+    assert 'File "helper.py", line 2, in explode' in trace
+    assert "ValueError: boom" in trace
+    for hidden in ("task_bootstrap", "runpy", "/runs/"):
+        assert hidden not in trace.split("ValueError: boom")[0], trace
+
+
+def test_bash_completion_completes_commands_and_subcommands(orchzip_cli):
+    script = orchzip_cli("completion", "bash")
+    assert script.code == 0, script
+
+    def complete(*words):
+        line = " ".join(words)
+        probe = (f'{script.out}\nCOMP_WORDS=({line}); COMP_CWORD={len(words) - 1}; COMP_LINE="{line}"; '
+                 'COMP_POINT=${#COMP_LINE}; _shtab_orchzip; echo "${COMPREPLY[@]}"')
+        done = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, timeout=30)
+        return done.stdout.split()
+
+    assert complete("orchzip", "ru") == ["run", "runs"]
+    assert "prune" in complete("orchzip", "runs", "p")
+    assert orchzip_cli("completion", "fish").code == 2

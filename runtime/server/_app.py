@@ -41,6 +41,8 @@ def create_app(state_dir, token=None, no_env=False, max_upload_bytes=None, sched
     app = Starlette(routes=routes, middleware=[auth],
                     exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
     app.state.ctx = ctx
+    from orchzip.runtime.dashboard import install
+    install(app, ctx, token)  # the dashboard at / and /ui/..., signed in by cookie
     return app
 
 
