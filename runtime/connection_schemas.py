@@ -65,9 +65,9 @@ _HTTP_URL = (lambda v: isinstance(v, str) and v.strip().lower().startswith(("htt
 
 # type -> (fields: {name: kind}, required: [alternatives], closed: unknown fields refused)
 SCHEMAS = {
-    "DUCKDB": ({"path": _TEXT, "table": _TEXT, "query": _TEXT, "threads": _POSITIVE_INT, "memory_limit": _SIZE},
-               [("path",)], True),
-    "FILE": ({"path": _TEXT, "format": _one_of(FILE_FORMATS)}, [("path",)], True),
+    "DUCKDB": ({"path": _TEXT, "table": _TEXT, "query": _TEXT, "threads": _POSITIVE_INT, "memory_limit": _SIZE,
+                "ledger_retention_days": _SECONDS}, [("path",)], True),
+    "FILE": ({"path": _TEXT, "format": _one_of(FILE_FORMATS), "ledger_retention_days": _SECONDS}, [("path",)], True),
     "HTTP": ({"host": _HTTP_URL, "url": _HTTP_URL, "headers": _HEADERS}, [("host", "url")], True),
     # A service-account key plus orchzip's own keys; the key's fields vary, so others pass.
     "BIGQUERY": ({"dataset": _TEXT, "table": _TEXT, "project": _TEXT, "project_id": _TEXT, "location": _TEXT,

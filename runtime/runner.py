@@ -1,9 +1,17 @@
 """Run-once tasks on this machine: unpack a zip, start main.py in a child process, record it.
 
 Each run gets ``<state>/runs/<run id>/`` holding the unpacked zip (``work/``), the task
-context (args, connections, pipelines; owner-only), the log of everything the task printed,
-and the progress events the shim writes. The child runs in its own process group so that a
-timeout or a kill stops the whole tree it started.
+context (args, connections, pipelines; owner-only; the task moves it into memory as it
+starts), the log of everything the task printed, the progress events the shim writes, and
+the commit records of its sinks. The child runs in its own process group so that a timeout
+or a kill stops the whole tree it started, and dies with its runner (see task_bootstrap).
+
+A run's status is settled from its sinks' commit records (see ``settle``), not from how the
+process ended: a kill that lands after the output committed records ``success``.
+
+Every run has an *idempotency key* that names its output across retries (see
+:func:`idempotency_key`); sinks record it in their ledgers with the data, so a retry of a run
+whose output did commit writes nothing again.
 """
 
 import json
@@ -15,6 +23,7 @@ import time
 import psutil
 
 from orchzip.errors import ConfigError, OrchzipError
+from orchzip.runtime import settle as settling
 from orchzip.runtime.store import utcnow
 from orchzip.runtime.task_logs import READY, SETTING_UP, TaskLog, last_error_line, resolve_max_bytes
 from orchzip.runtime.wallaroo_versions import resolve_version
@@ -58,11 +67,24 @@ def find_main(work_dir):
     return main_py
 
 
-def task_context(store, task, run_id):
+def idempotency_key(task, fire_time=None):
+    """What names a run's output across retries: the same for every try of one fire.
+
+    A user ``run_id`` task arg (``orchzip run ... --arg run_id=2026-12-01``) names it;
+    otherwise the task does (a run-once task is one request). A scheduled fire adds its fire
+    time, so each fire writes once and a retry of that fire reuses its key.
+    """
+    base = task["args"].get("run_id") if isinstance(task.get("args"), dict) else None
+    base = str(base) if base not in (None, "") else task["id"]
+    return f"{base}@{fire_time}" if fire_time else base
+
+
+def task_context(store, task, run_id, key=None):
     """What the shim (or the wallaroo stand-in) inside the task may see."""
     return {
         "task_id": task["id"],
         "run_id": run_id,
+        "idempotency_key": key,
         "args": task["args"],
         "connections": {
             c["name"]: {k: c[k] for k in ("id", "type", "details", "created_at", "workspace_names")}
@@ -174,20 +196,35 @@ class RunningTask:
         self.read_events()
         log_stats = finish_log(self.log, status)
         # The context may hold connection secrets: it lives only as long as the run.
-        for name in ("context.json", os.path.join("work", "arguments.json")):
-            try:
-                os.unlink(os.path.join(self.run_dir, name))
-            except FileNotFoundError:
-                pass
+        settling.remove_secrets(self.run_dir)
         if error is None and status == "failure":
             error = last_error_line(self.run["log_path"]) or f"main.py exited with code {exit_code}"
+        status, error, note = settled_status(self.run_dir, status, error)
         stats = {k: self.progress.get(k) for k in ("rows_read", "rows_inferred", "rows_written", "seconds")}
         self.final = self.store.update_run(
-            self.run_id, status=status, exit_code=exit_code, ended_at=utcnow(), error=error, **stats, **log_stats
+            self.run_id, status=status, exit_code=exit_code, ended_at=utcnow(), error=error, note=note, **stats,
+            **log_stats
         )
         if self.task["kind"] == "run_once":
             self.store.update_task(self.task["id"], status=TASK_STATUS_FOR_RUN[status])
         return self.final
+
+
+def settled_status(run_dir, status, error):
+    """``(status, error, note)`` of an ended run, from its sinks' commit records (see settle).
+
+    :param status: how the process ended (success, failure, killed, timed_out).
+    """
+    result = settling.settle(run_dir)
+    note = result.note()
+    if status == "success" or result.outcome == "none":
+        return status, error, note
+    if result.outcome == "committed":
+        how = f"{status}: {error}" if error else status
+        return "success", None, "; ".join(filter(None, [f"the output committed before the run ended ({how})", note]))
+    if result.outcome == "unknown":
+        return status, f"lost: {error}; {note}" if error else f"lost: {note}", note
+    return status, f"{error}; {note}" if error else note, note
 
 
 def kill_tree(pid, grace):
@@ -234,21 +271,77 @@ def kill_lost_run(run):
     return True
 
 
-LOST_RUN = "lost: its orchzip run stopped before the run ended"
+LOST_RUN = "orchzip run stopped before the run ended"
+
+
+def settle_lost_run(store, run, reason):
+    """Record how a run nobody watches any more ended, from its commit records; returns it.
+
+    What is left of its process tree is killed first (so nothing commits after we look).
+    ``reason`` says who lost it (e.g. the scheduler stopped).
+    """
+    kill_lost_run(run)
+    kill_lost_group(run)
+    run_dir = os.path.dirname(run["work_dir"]) if run.get("work_dir") else None
+    if run_dir is None:
+        return store.update_run(run["id"], status="failure", ended_at=utcnow(), error=reason)
+    settling.remove_secrets(run_dir)
+    status, error, note = settled_status(run_dir, "failure", reason)
+    if status == "failure" and settling.settle(run_dir).outcome == "none":
+        error = f"{reason}; no sink committed, so nothing was written"
+    final = store.update_run(run["id"], status=status, ended_at=utcnow(), error=error, note=note)
+    task = store.get_task(run["task_id"])
+    if task["kind"] == "run_once":
+        store.update_task(task["id"], status=TASK_STATUS_FOR_RUN[status])
+    return final
 
 
 def reconcile_lost_runs(store):
-    """Record as failed the runs of `orchzip run` tasks whose process is gone unrecorded.
+    """Settle the runs of `orchzip run` tasks whose process is gone unrecorded.
 
-    An `orchzip run` killed outright cannot record how its run ended. Runs of scheduled tasks
-    and of `orchzip serve` are left to the scheduler and the server, which recover their own.
+    An `orchzip run` killed outright cannot record how its run ended; its task died with it
+    (see task_bootstrap), and the run's commit records say whether its output committed.
+    Runs of scheduled tasks and of `orchzip serve` are left to the scheduler and the server,
+    which recover their own.
     """
     for run in store.running_runs(kind="run_once"):
         task = store.get_task(run["task_id"])
-        if task.get("orch_id") or not run.get("pid") or _run_process_alive(run):
+        if task.get("orch_id") or not run.get("pid") or _run_process_alive(run) or _runner_alive(run):
             continue
-        store.update_run(run["id"], status="failure", ended_at=utcnow(), error=LOST_RUN)
-        store.update_task(task["id"], status="failed")
+        settle_lost_run(store, run, LOST_RUN)
+
+
+def _runner_alive(run):
+    """Whether the `orchzip run` that started ``run`` still runs (it records the run itself)."""
+    runner = run.get("runner_pid")
+    if not runner:
+        return False
+    try:
+        process = psutil.Process(runner)
+        return process.status() != psutil.STATUS_ZOMBIE and process.create_time() <= _iso_seconds(run["created_at"]) + 1
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def _iso_seconds(text):
+    import datetime
+    return datetime.datetime.fromisoformat(text).timestamp()
+
+
+def kill_lost_group(run):
+    """Kill processes left in a lost run's process group (its task's own children).
+
+    The task itself dies with its runner; processes main.py started may outlive it. They
+    carry the run's ORCHZIP_RUN_ID, which tells them from a reused group id.
+    """
+    if not run.get("pid"):
+        return
+    for process in psutil.process_iter(["pid"]):
+        try:
+            if os.getpgid(process.pid) == run["pid"] and process.environ().get("ORCHZIP_RUN_ID") == run["id"]:
+                process.kill()
+        except (psutil.Error, ProcessLookupError, PermissionError):
+            continue
 
 
 def _run_process_alive(run):
@@ -277,7 +370,9 @@ def start_run(store, task, python=None, extra_env=None, python_path=(), no_env=F
     from orchzip.runtime.environments import task_interpreter
 
     log_max_bytes = resolve_max_bytes(task.get("log_max_bytes"))  # a bad setting starts no run
-    run = store.create_run(task["id"])
+    run = store.create_run(task["id"], runner_pid=os.getpid())
+    key = idempotency_key(task, run.get("fire_time"))
+    run = store.update_run(run["id"], idempotency_key=key)
     run_dir = store.dir_for("runs", run["id"])
     work_dir = os.path.join(run_dir, "work")
     log = open_log(store, run, run_dir, log_max_bytes)
@@ -290,20 +385,26 @@ def start_run(store, task, python=None, extra_env=None, python_path=(), no_env=F
             wallaroo_version=task.get("wallaroo_version"),
         )
         context_path = os.path.join(run_dir, "context.json")
-        _write_private(context_path, json.dumps(task_context(store, task, run["id"]), indent=1))
+        _write_private(context_path, json.dumps(task_context(store, task, run["id"], key), indent=1))
         _write_private(os.path.join(work_dir, "arguments.json"), json.dumps(task["args"]))
-    except OrchzipError as err:
-        log.write("stderr", f"orchzip: error: {err}")
-        store.update_run(run["id"], status="failure", ended_at=utcnow(), error=str(err), work_dir=work_dir,
-                         **finish_log(log, "failure"))
+    except BaseException as err:  # an interrupt while the environment builds is recorded too
+        settling.remove_secrets(run_dir)
+        status = "failure" if isinstance(err, OrchzipError) else "killed"
+        error = str(err) if isinstance(err, OrchzipError) else f"stopped before the task started ({err!r})"
+        log.write("stderr", f"orchzip: error: {error}")
+        store.update_run(run["id"], status=status, ended_at=utcnow(), error=error, work_dir=work_dir,
+                         **finish_log(log, status))
         if task["kind"] == "run_once":
-            store.update_task(task["id"], status="failed")
+            store.update_task(task["id"], status=TASK_STATUS_FOR_RUN[status])
         raise
     env = dict(os.environ)
     env.update(extra_env or {})
     env.update(
         ORCHZIP_CONTEXT=context_path,
         ORCHZIP_EVENTS=os.path.join(run_dir, "events.jsonl"),
+        ORCHZIP_COMMITS=os.path.join(run_dir, settling.COMMITS_FILE),
+        ORCHZIP_IDEMPOTENCY_KEY=key,
+        ORCHZIP_PARENT_PID=str(os.getpid()),
         ORCHZIP_RUN_ID=run["id"],
         ORCHZIP_TASK_ID=task["id"],
         WALLAROO_TASK_ID=task["id"],
@@ -392,6 +493,7 @@ def run_once(store, target, args=None, timeout=None, name=None, python=None, on_
     try:
         return running.wait(on_event=on_event, on_output=on_output,
                             should_stop=(lambda: should_stop(task)) if should_stop else None)
-    except BaseException:
-        running.kill("killed", "orchzip run was interrupted")
+    except BaseException as err:
+        # Ctrl-C, or SIGTERM/SIGHUP turned into an interrupt by the CLI: stop the tree, record it.
+        running.kill("killed", f"orchzip run was interrupted ({err})" if str(err) else "orchzip run was interrupted")
         raise

@@ -174,7 +174,19 @@ MIGRATIONS = [
     CREATE INDEX runs_by_created ON runs(created_at);
     CREATE INDEX runs_by_task_status ON runs(task_id, status);
     """,
-    # 8: the Wallaroo release a task targets (its environment's SDK pins, its results' shape).
+    # 8: exactly once and truthful records. idempotency_key names a run's output across
+    # retries (see runner.idempotency_key); note says how the status was settled from the
+    # sinks' commit records ("already committed by run X", "committed before the kill");
+    # runner_pid is the process that watches the run; source_sha is the sha256 of the
+    # task's own immutable copy of its zip.
+    """
+    ALTER TABLE runs ADD COLUMN idempotency_key TEXT;
+    ALTER TABLE runs ADD COLUMN note TEXT;
+    ALTER TABLE runs ADD COLUMN runner_pid INTEGER;
+    ALTER TABLE tasks ADD COLUMN source_sha TEXT;
+    CREATE INDEX runs_by_key ON runs(idempotency_key);
+    """,
+    # 9: the Wallaroo release a task targets (its environment's SDK pins, its results' shape).
     """
     ALTER TABLE tasks ADD COLUMN wallaroo_version TEXT;
     """,

@@ -8,16 +8,34 @@ runpy's frames cut) with the orchestration's files named as in the orchestration
 (``main.py``, ``lib/util.py``), not by the run directory they were unpacked into. Imports only
 the standard library: it runs under the task's own interpreter, which may not have orchzip
 installed.
+
+Before main.py runs, the bootstrap ties the task's life to its runner's:
+
+- On Linux the task asks the kernel to SIGKILL it when the process that started it dies
+  (``prctl(PR_SET_PDEATHSIG)``), so an ``orchzip run`` killed outright never leaves its task
+  running on and committing output nobody records. ``ORCHZIP_PARENT_PID`` names the runner;
+  if it is already gone the task exits before doing anything.
+- SIGTERM and SIGHUP raise :class:`TaskStopped` in main.py, so an open sink aborts (removing
+  its temporary files) before the runner's grace period ends. The shim defers them while a
+  sink commits, so a commit and its record are never cut apart by these signals.
+- The task context (which may hold connection secrets) is moved off the disk into memory at
+  once: ``ORCHZIP_CONTEXT`` then names the in-memory copy, which vanishes with the process.
 """
 
 import json
 import os
 import runpy
+import signal
 import sys
 import time
 import traceback
 
 ORCHZIP_ERROR_EXIT = 2
+PR_SET_PDEATHSIG = 1
+
+
+class TaskStopped(BaseException):
+    """The runner asked the task to stop (SIGTERM or SIGHUP)."""
 
 
 def _event(name):
@@ -28,7 +46,51 @@ def _event(name):
             fh.write(json.dumps({"event": name, "at": time.time()}) + "\n")
 
 
+def die_with_parent():
+    """SIGKILL this process when the runner dies (Linux); exit now if it already has."""
+    parent = os.environ.get("ORCHZIP_PARENT_PID")
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # no prctl: the runner's own kill and later reconciliation still apply
+    # The runner may have died between starting us and the prctl: then nobody records us.
+    if parent and os.getppid() != int(parent):
+        sys.stderr.write("orchzip: error: the runner that started this task is gone; not running main.py\n")
+        raise SystemExit(ORCHZIP_ERROR_EXIT)
+
+
+def _stop(signum, frame):
+    raise TaskStopped(f"stopped by {signal.Signals(signum).name}")
+
+
+def context_in_memory():
+    """Move the context file into an anonymous in-memory file and delete it from the disk.
+
+    ``ORCHZIP_CONTEXT`` then points at ``/proc/<pid>/fd/<fd>``, readable by this process and
+    its children while it lives; a kill leaves no secrets behind in the run directory.
+    """
+    path = os.environ.get("ORCHZIP_CONTEXT")
+    if not path or not hasattr(os, "memfd_create") or not os.path.isdir(f"/proc/{os.getpid()}/fd"):
+        return
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+        fd = os.memfd_create("orchzip-context")
+        os.write(fd, data)
+        os.unlink(path)
+    except OSError:
+        return  # the file stays; the runner deletes it when the run ends
+    os.environ["ORCHZIP_CONTEXT"] = f"/proc/{os.getpid()}/fd/{fd}"
+
+
 def main():
+    die_with_parent()
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _stop)
+    context_in_memory()
     main_py = os.path.abspath(sys.argv[1])
     sys.argv = [main_py] + sys.argv[2:]
     sys.path.insert(0, os.path.dirname(main_py))
@@ -43,6 +105,9 @@ def main():
             sys.stderr.write(f"orchzip: error: {err}\n")
             sys.stderr.flush()
             raise SystemExit(ORCHZIP_ERROR_EXIT) from None
+        if isinstance(err, TaskStopped):
+            sys.stderr.write(f"orchzip: task {err}\n")
+            raise SystemExit(128 + signal.SIGTERM) from None
         if isinstance(err, (SystemExit, KeyboardInterrupt)):
             raise
         sys.stdout.flush()

@@ -1,6 +1,8 @@
 """`orchzip run` (a run-once task, locally) and `orchzip runs list|show|logs`."""
 
+import contextlib
 import json
+import signal
 import sys
 
 from orchzip.errors import ConfigError
@@ -85,15 +87,40 @@ def execute(args, target, task_args):
     store = Store(args.state_dir)
     progress = Progress(enabled=not args.json and sys.stderr.isatty())
     try:
-        return run_once(
-            store, target, args=task_args, timeout=args.timeout, name=args.name,
-            log_max_bytes=getattr(args, "log_max_bytes", None),
-            on_event=progress.on_event, on_output=None if args.json else progress.on_output,
-            should_stop=lambda task: kill_requested(store, task["id"]),  # honours `orchzip tasks kill`
-            wallaroo_version=getattr(args, "wallaroo_version", None), **_environment_options(args),
-        )
+        with stop_signals_interrupt():
+            return run_once(
+                store, target, args=task_args, timeout=args.timeout, name=args.name,
+                log_max_bytes=getattr(args, "log_max_bytes", None),
+                on_event=progress.on_event, on_output=None if args.json else progress.on_output,
+                should_stop=lambda task: kill_requested(store, task["id"]),  # honours `orchzip tasks kill`
+                wallaroo_version=getattr(args, "wallaroo_version", None), **_environment_options(args),
+            )
     finally:
         progress.close()
+
+
+@contextlib.contextmanager
+def stop_signals_interrupt():
+    """SIGTERM and SIGHUP (CI cancellation, `timeout`, a closed terminal) act as Ctrl-C does.
+
+    The first of SIGINT/SIGTERM/SIGHUP raises KeyboardInterrupt, so the run is killed, tree
+    and all, and recorded ``killed``; later ones are ignored until that is done, so a second
+    signal cannot cut the recording short.
+    """
+    names = ("SIGINT", "SIGTERM", "SIGHUP")
+    sigs = [getattr(signal, n) for n in names if hasattr(signal, n)]
+
+    def handle(signum, frame):
+        for sig in sigs:
+            signal.signal(sig, signal.SIG_IGN)
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, handle) for sig in sigs}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _environment_options(args):

@@ -8,8 +8,11 @@ All its decisions are made on one thread, from the store's rows and an injectabl
    resume by another process wins). The run row carries the fire time. A scheduler killed
    between the claim and the run row leaves a claim without a run: the next scheduler
    considers that fire again. With a run row, it does not. So no fire is doubled or lost.
-2. At start, runs of scheduled tasks left ``running`` by a dead scheduler are marked
-   ``failure`` ("scheduler stopped (lost run)") and what is left of their processes killed.
+2. At start, runs of scheduled tasks left ``running`` by a dead scheduler are settled from
+   their sinks' commit records (see ``runtime/settle.py``): ``success`` if their output
+   committed, else ``failure`` ("scheduler stopped (lost run)") and retried as ``--retries``
+   says, with the same idempotency key. What is left of their processes is killed first
+   (the task itself died with the scheduler, see task_bootstrap).
 3. ``orchzip tasks kill`` sets ``pending_kill`` in the store; the loop sees it, kills the
    task's runs (recorded ``killed``) and sets the task ``killed``: it fires no more.
 """
@@ -320,10 +323,17 @@ class Scheduler:
 
     # -- start-up -------------------------------------------------------------------------
     def _recover(self):
+        from orchzip.runtime.runner import settle_lost_run
         for run in self.store.running_runs(kind="scheduled"):
-            _kill_orphan(run)
-            self.store.update_run(run["id"], status="failure", ended_at=to_iso(self.clock.now()), error=LOST_RUN)
-            log.warning("run %s of task %s: %s", run["id"], run["task_id"][:8], LOST_RUN)
+            # Settled from its commit records: a run whose output committed before the old
+            # scheduler died is a success; one that did not is retried as --retries says,
+            # with the same idempotency key, so its sinks' ledgers keep it exactly once.
+            final = settle_lost_run(self.store, run, LOST_RUN)
+            log.warning("run %s of task %s: %s%s", run["id"], run["task_id"][:8], final["status"],
+                        f" ({final['error']})" if final.get("error") else "")
+            if final["status"] != "success" and run.get("fire_time"):
+                self._schedule_retry(self.store.get_task(run["task_id"]), final["status"],
+                                     from_iso(run["fire_time"]), run.get("attempt") or 1)
         for task in self.store.list_tasks(kind="scheduled"):
             claimed = task["claimed_fire_at"]
             if claimed and not any(r["fire_time"] == claimed for r in self.store.list_runs(task_id=task["id"], limit=20)):
@@ -366,10 +376,3 @@ def _holder_alive(lease):
         return lease["pid_started"] is None or abs(process.create_time() - lease["pid_started"]) < 1.0
     except psutil.NoSuchProcess:
         return False
-
-
-def _kill_orphan(run):
-    """Kill what is left of a lost run's process tree, if that process is still this run's."""
-    from orchzip.runtime.runner import kill_lost_run
-    if kill_lost_run(run):
-        log.warning("run %s: killed the process tree it left behind (pid %d)", run["id"], run["pid"])

@@ -13,7 +13,7 @@ import threading
 
 
 from orchzip.errors import OrchzipError
-from orchzip.runtime.store import Store, utcnow
+from orchzip.runtime.store import Store
 
 log = logging.getLogger("orchzip.server")
 
@@ -95,10 +95,10 @@ class ServerContext:
             task = self.store.get_task(run["task_id"])
             if not task.get("orch_id"):
                 continue  # an `orchzip run` of its own, maybe still going
-            _kill_leftover(run)
-            self.store.update_run(run["id"], status="failure", ended_at=utcnow(), error=LOST_RUN)
-            self.store.update_task(task["id"], status="failed")
-            log.warning("run %s of task %s: %s", run["id"], task["id"], LOST_RUN)
+            from orchzip.runtime.runner import settle_lost_run
+            final = settle_lost_run(self.store, run, LOST_RUN)  # from its commit records
+            log.warning("run %s of task %s: %s (%s)", run["id"], task["id"], final["status"],
+                        final.get("error") or final.get("note"))
         for task in self.store.list_tasks(kind="run_once"):
             if task.get("orch_id") and task["status"] in ("pending", "started", "pending_kill"):
                 self.store.update_task(task["id"], status="killed" if task["status"] == "pending_kill" else "failed")
@@ -148,9 +148,3 @@ class ServerContext:
         except Exception:
             log.exception("task %s: watching its run failed", task["id"])
             handle.kill("killed", "orchzip serve lost track of the run")
-
-
-def _kill_leftover(run):
-    """Kill the process tree of a lost run if the process is still that run's."""
-    from orchzip.runtime.runner import kill_lost_run
-    kill_lost_run(run)

@@ -79,6 +79,17 @@ class TaskContext:
         self._resolve_pipeline = resolve_pipeline
         self.where = where  # "local" or "wallaroo": for logs and tests
 
+    @property
+    def idempotency_key(self):
+        """What names this run's output across retries (the same for every retry of one fire).
+
+        Sinks record it in their ledgers with the data, so a retried run writes once. Locally
+        the runner sets it; on Wallaroo it is the ``run_id`` task arg when given, else None.
+        """
+        from .commits import idempotency_key
+        run_id = self.args.get("run_id")
+        return idempotency_key() or (str(run_id) if run_id not in (None, "") else None)
+
     def connection(self, name):
         """The named connection, its ``${VAR}`` references expanded from the environment."""
         return self._resolve_connection(name)

@@ -8,6 +8,13 @@ Writes go to a staging table that replaces or joins the table in one transaction
 end, so a failed or killed run leaves the table as it was (see DuckDBSink). DuckDB lets one
 process open a file once, so sources and sinks on the same file share one database handle
 (a cursor each).
+
+The ledger (exactly once): the table ``__orchzip_ledger`` in the same database holds one row
+per committed idempotency key and target table (``key, target, run_id, rows, mode,
+committed_at``), inserted in the SAME transaction that swaps the rows in. A commit whose key
+is already there writes nothing and reports the run that did. Query it to see which run wrote
+which rows; rows older than details ``ledger_retention_days`` (default 30) are deleted at
+each commit.
 """
 
 import os
@@ -21,6 +28,8 @@ _databases = {}  # absolute path -> duckdb connection, shared within this proces
 INSERT_ROWS = 65_536  # rows gathered before one INSERT (see DuckDBSink.write)
 # DuckDB caches what it reads up to most of the machine's memory; a stream needs no cache.
 MEMORY_LIMIT = "64MB"
+LEDGER_TABLE = "__orchzip_ledger"
+LEDGER_RETENTION_DAYS = 30
 STAGING_MARK = "__orchzip_staging_"  # <table><mark><pid>_<random>: a sink's rows until commit
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 
@@ -87,6 +96,29 @@ def open_sink(connection, mode="append", table=None, create=True):
     return DuckDBSink(connection, mode=mode, table=table, create=create)
 
 
+def committed_by(target, key):
+    """The run that committed ``key`` into ``target``'s table, or None (read-only look-up)."""
+    duckdb = _duckdb()
+    if not os.path.exists(target["path"]):
+        return None
+    with duckdb.connect(target["path"], read_only=True) as db:
+        found = db.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_name = ?", [LEDGER_TABLE]
+        ).fetchall()
+        if not found:
+            return None
+        row = db.execute(f"SELECT run_id FROM {LEDGER_TABLE} WHERE target = ? AND key = ?",
+                         [target["table"], key]).fetchone()
+    return (row[0] or "an earlier run") if row else None
+
+
+def _retention(connection):
+    value = connection.details.get("ledger_retention_days", LEDGER_RETENTION_DAYS)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ConfigError(f"DUCKDB connection {connection.name!r}: 'ledger_retention_days' must be 0 or more days, not {value!r}")
+    return value
+
+
 class DuckDBSource(Source):
     def __init__(self, connection, query=None, table=None):
         self.connection = connection
@@ -133,6 +165,7 @@ class DuckDBSink(Sink):
         self.mode = mode
         self.create = create
         self.table = _quoted(_table_of(connection, {"table": table}))
+        self.retention_days = _retention(connection)
         self.rows_written = 0
         self._cursor = None
         self._ended = False
@@ -224,17 +257,65 @@ class DuckDBSink(Sink):
         path = os.path.abspath(os.path.expanduser(self.connection.details.get("path", "")))
         if self._cursor is None and self.mode == "overwrite" and os.path.exists(path):
             self._begin()  # no rows this run, but overwrite still empties the table
+        if self._cursor is None and self.ledger_key and os.path.exists(path):
+            self._begin()  # no rows: the ledger still says whether this key committed
         if self._cursor is not None:
-            self._cursor.execute("BEGIN TRANSACTION")
-            try:
+            self._commit_with_ledger()
+        self._end()
+
+    def _commit_with_ledger(self):
+        duckdb = _duckdb()
+        if self.ledger_key:
+            self._cursor.execute(
+                f"CREATE TABLE IF NOT EXISTS {LEDGER_TABLE} (key VARCHAR NOT NULL, target VARCHAR NOT NULL, "
+                f"run_id VARCHAR, rows BIGINT, mode VARCHAR, committed_at TIMESTAMPTZ, PRIMARY KEY (target, key))"
+            )
+        self._cursor.execute("BEGIN TRANSACTION")
+        try:
+            earlier = self._ledger_entry()
+            if earlier is None:
                 self._swap_in()
-                self._cursor.execute("COMMIT")
-            except BaseException:
-                self._cursor.execute("ROLLBACK")
+                if self.ledger_key:
+                    self._cursor.execute(
+                        f"INSERT INTO {LEDGER_TABLE} VALUES (?, ?, ?, ?, ?, now())",
+                        [self.ledger_key, self._target_name, self.ledger_run, self.rows_written, self.mode],
+                    )
+                    self._cursor.execute(
+                        f"DELETE FROM {LEDGER_TABLE} WHERE committed_at < now() - to_days(CAST(? AS INTEGER))",
+                        [int(self.retention_days)],
+                    )
+            self._cursor.execute("COMMIT")  # the commit point: rows and ledger row together
+        except duckdb.TransactionException:
+            # Another sink of this process committed the same key first: that one wins.
+            self._cursor.execute("ROLLBACK")
+            earlier = self._ledger_entry()
+            if earlier is None:
                 self._fail_quietly()
                 raise
-            self._staging = None
-        self._end()
+        except BaseException:
+            self._cursor.execute("ROLLBACK")
+            self._fail_quietly()
+            raise
+        if earlier is not None:
+            self.already_committed_by = earlier
+            self.abort()  # drop the staged rows: they are already in the table
+            return
+        self._staging = None
+
+    def _ledger_entry(self):
+        if not self.ledger_key:
+            return None
+        row = self._cursor.execute(f"SELECT run_id FROM {LEDGER_TABLE} WHERE target = ? AND key = ?",
+                                   [self._target_name, self.ledger_key]).fetchone()
+        return (row[0] or "an earlier run") if row else None
+
+    def target(self):
+        path = os.path.abspath(os.path.expanduser(self.connection.details.get("path", "")))
+        return {"type": "DUCKDB", "path": path, "table": self._target_name}
+
+    @property
+    def _target_name(self):
+        return self.table.replace('"', "")  # as users write it in a query: schema.table
 
     def _swap_in(self):
         if self._staging is None:

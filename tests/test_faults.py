@@ -1,0 +1,286 @@
+"""Fault injection: a run's recorded status always matches what its sink did.
+
+success <=> the output committed; any other status <=> the output is untouched. Kills land
+on the task child, on `orchzip run`, on the scheduler and on `orchzip serve`, at
+deterministic points of the commit (the shim's ``ORCHZIP_FAULT`` hook: ``prepared``,
+``swapped``, ``committed``, ``recorded``; ``kill`` or ``pause``) and at a few seeded random
+times, over DuckDB and FILE sinks. After each, a retry with the same idempotency key
+(``run_id`` arg) must leave exactly one copy of the rows, and nothing may be left behind: no
+temporary files, no task context with secrets, no task process.
+"""
+
+import glob
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import duckdb
+import psutil
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import RF_MODEL, XTEST_1K
+
+pytestmark = pytest.mark.timeout(240)
+
+ROWS = 1000  # rows of XTEST_1K, written once per idempotency key
+
+WRITER = textwrap.dedent("""
+    import os, time
+    import orchzip_shim
+
+    task = orchzip_shim.current_task()
+    once = task.args.get("fault_once")
+    if once:  # inject the fault into the first run only (a marker file says it happened)
+        if os.path.exists(once):
+            os.environ.pop("ORCHZIP_FAULT", None)
+        else:
+            open(once, "w").close()
+    sink = task.connection(task.args["output"]).sink(mode="append", rename=lambda c: c.replace(".", "_"))
+    hang = task.args.get("hang_after_batch")
+
+    def after(stats):
+        if hang and stats.batches == hang:
+            print("hanging", flush=True)
+            time.sleep(300)
+
+    stats = orchzip_shim.run(task.connection("inputs").source(), task.pipeline("model"), sink,
+                             batch_size=250, on_batch=after)
+    print(stats.summary(), flush=True)
+""")
+
+
+@pytest.fixture
+def setup(state_dir, tmp_path):
+    """Connections ``inputs`` (the tutorial's 1k rows), ``duck`` and ``file`` outputs; a writer zip.
+
+    Made in-process (the CLI's own commands are tested elsewhere): each test's time goes to faults.
+    """
+    from orchzip.builder import build
+    from orchzip.runtime.store import Store
+
+    out = tmp_path / "out"
+    out.mkdir()
+    store = Store(state_dir)
+    store.create_connection("inputs", "FILE", {"path": XTEST_1K})
+    store.create_connection("duck", "DUCKDB", {"path": str(out / "results.duckdb"), "table": "results"})
+    store.create_connection("file", "FILE", {"path": str(out / "results.parquet")})
+    store.create_pipeline("model", RF_MODEL)
+    store.close()
+    folder = tmp_path / "writer"
+    folder.mkdir()
+    (folder / "main.py").write_text(WRITER)
+    return {"out": out, "zip": build(str(folder), str(tmp_path / "dist")).zip_path}
+
+
+def output_rows(setup, sink):
+    if sink == "duck":
+        path = str(setup["out"] / "results.duckdb")
+        if not os.path.exists(path):
+            return 0
+        with duckdb.connect(path, read_only=True) as db:
+            if not db.execute("SELECT 1 FROM information_schema.tables WHERE table_name = 'results'").fetchall():
+                return 0
+            return db.execute("SELECT count(*) FROM results").fetchone()[0]
+    path = setup["out"] / "results.parquet"
+    return pq.read_metadata(path).num_rows if path.exists() else 0
+
+
+def assert_nothing_left_behind(setup, state_dir):
+    assert glob.glob(str(setup["out"] / ".*.tmp")) == [], "temporary files left beside the output"
+    assert glob.glob(os.path.join(state_dir, "runs", "*", "context.json")) == [], "a task context was left"
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            run_id = proc.environ().get("ORCHZIP_RUN_ID")
+        except psutil.Error:
+            continue
+        if run_id and os.path.isdir(os.path.join(state_dir, "runs", run_id)):
+            raise AssertionError(f"the task process {proc.pid} of run {run_id} still runs")
+
+
+def assert_truthful(run, rows_before, rows_after, committed_before=False):
+    """The invariant, for one run of a key: success iff the key's rows are in the output."""
+    if run["status"] == "success":
+        assert rows_after == (rows_before if committed_before else rows_before + ROWS), run
+    else:
+        assert rows_after == rows_before, run
+
+
+def start_cli(state_dir, *argv, env=None):
+    return subprocess.Popen([sys.executable, "-m", "orchzip", "--state-dir", state_dir, *argv],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, **(env or {})), start_new_session=True)
+
+
+def wait_for(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def gone(pid):
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def latest_run(orchzip_cli):
+    runs = orchzip_cli("runs", "list", "--json").json()
+    return runs[0] if runs else None
+
+
+def paused_run(orchzip_cli, point):
+    """The newest run once its task says it paused at ``point`` (the fault hook's line)."""
+    def check():
+        run = latest_run(orchzip_cli)
+        if run and run.get("log_path") and os.path.exists(run["log_path"]):
+            if f"paused at {point}" in open(run["log_path"], encoding="utf-8", errors="replace").read():
+                return run
+        return None
+    return wait_for(check, 60, f"the task to pause at {point}")
+
+
+def run_args(setup, sink, key, *extra):
+    return ["run", setup["zip"], "--no-env", "--json", "--arg", f"output={sink}", "--arg", f"run_id={key}", *extra]
+
+
+def retry_writes_once(orchzip_cli, setup, sink, key, first):
+    """Retry ``key``: success, and the output holds the key's rows exactly once."""
+    before = output_rows(setup, sink)
+    result = orchzip_cli(*run_args(setup, sink, key))
+    assert result.code == 0, result
+    retry = result.json()
+    assert retry["status"] == "success" and retry["idempotency_key"] == key
+    if first["status"] == "success":
+        assert output_rows(setup, sink) == before == ROWS
+        assert f"already committed by run {first['id']}" in retry["note"], retry
+    else:
+        assert output_rows(setup, sink) == before + ROWS == ROWS
+    return retry
+
+
+POINTS = [("duck", "prepared"), ("duck", "committed"), ("duck", "recorded"),
+          ("file", "prepared"), ("file", "swapped"), ("file", "committed"), ("file", "recorded")]
+
+
+@pytest.mark.parametrize("sink, point", POINTS)
+def test_a_task_killed_at_each_point_of_its_commit_is_recorded_as_its_output_says(
+        orchzip_cli, setup, state_dir, sink, point):
+    key = f"kill-{sink}-{point}"
+    result = orchzip_cli(*run_args(setup, sink, key), env={"ORCHZIP_FAULT": f"{point}:kill"})
+    first = result.json()
+    rows = output_rows(setup, sink)
+    assert_truthful(first, 0, rows)
+    assert first["status"] == ("failure" if point == "prepared" else "success"), first
+    assert (result.code == 0) == (first["status"] == "success")
+    if first["status"] == "success":
+        assert "committed before the run ended" in first["note"]
+    assert_nothing_left_behind(setup, state_dir)
+    retry_writes_once(orchzip_cli, setup, sink, key, first)
+    assert_nothing_left_behind(setup, state_dir)
+
+
+@pytest.mark.parametrize("sink, point", [("duck", "prepared"), ("duck", "committed"), ("file", "swapped"),
+                                         ("file", "recorded")])
+def test_orchzip_run_killed_outright_takes_its_task_along_and_the_record_follows_the_output(
+        orchzip_cli, setup, state_dir, sink, point):
+    key = f"sigkill-{sink}-{point}"
+    cli = start_cli(state_dir, *run_args(setup, sink, key), env={"ORCHZIP_FAULT": f"{point}:pause"})
+    try:
+        run = paused_run(orchzip_cli, point)
+        cli.send_signal(signal.SIGKILL)
+        cli.wait(30)
+        wait_for(lambda: gone(run["pid"]), 30, "the task to die with its orchzip run")
+        first = orchzip_cli("runs", "show", run["id"], "--json").json()  # settles the lost run
+    finally:
+        cli.kill()
+        cli.wait(30)
+    assert first["status"] == ("failure" if point == "prepared" else "success"), first
+    assert_truthful(first, 0, output_rows(setup, sink))
+    if first["status"] != "success":
+        assert "nothing was written" in first["error"]
+    assert_nothing_left_behind(setup, state_dir)
+    retry_writes_once(orchzip_cli, setup, sink, key, first)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+@pytest.mark.parametrize("sink", ["duck", "file"])
+def test_sigterm_and_sighup_of_orchzip_run_act_as_ctrl_c(orchzip_cli, setup, state_dir, sink, sig):
+    cli = start_cli(state_dir, *run_args(setup, sink, f"{sig.name}-{sink}", "--arg", "hang_after_batch=2"))
+    try:
+        run = wait_for(lambda: (lambda r: r if r and r.get("log_path") and os.path.exists(r["log_path"])
+                                and "hanging" in open(r["log_path"]).read() else None)(latest_run(orchzip_cli)),
+                       60, "the task to hang after two batches")
+        cli.send_signal(sig)
+        out, err = cli.communicate(timeout=60)
+    finally:
+        cli.kill()
+        cli.wait(30)
+    assert cli.returncode != 0
+    final = orchzip_cli("runs", "show", run["id"], "--json").json()
+    assert final["status"] == "killed" and sig.name in final["error"], final
+    assert gone(run["pid"])
+    assert output_rows(setup, sink) == 0
+    assert_nothing_left_behind(setup, state_dir)
+
+
+@pytest.mark.parametrize("sink, point", [("duck", "recorded"), ("file", "committed")])
+def test_a_timeout_that_lands_after_the_commit_records_success(orchzip_cli, setup, state_dir, sink, point):
+    # The timeout is long enough for the task to reach the pause under any load; it then fires.
+    result = orchzip_cli(*run_args(setup, sink, f"timeout-{sink}", "--timeout", "15"),
+                         env={"ORCHZIP_FAULT": f"{point}:pause"})
+    run = result.json()
+    assert run["status"] == "success" and "timed_out" in run["note"], run
+    assert output_rows(setup, sink) == ROWS
+    assert_nothing_left_behind(setup, state_dir)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_orchzip_run_killed_at_random_times_never_lies_and_a_retry_writes_once(orchzip_cli, setup, state_dir, seed):
+    rng = random.Random(seed)
+    sink = rng.choice(["duck", "file"])
+    key = f"random-{seed}"
+    cli = start_cli(state_dir, *run_args(setup, sink, key))
+    try:
+        wait_for(lambda: (latest_run(orchzip_cli) or {}).get("pid"), 60, "the task to start")
+        time.sleep(rng.uniform(0.0, 2.5))
+        cli.send_signal(signal.SIGKILL)
+        cli.wait(30)
+    finally:
+        cli.kill()
+        cli.wait(30)
+    run = latest_run(orchzip_cli)
+    wait_for(lambda: gone(run["pid"]), 30, "the task to die with its orchzip run")
+    first = orchzip_cli("runs", "show", run["id"], "--json").json()
+    assert first["status"] != "running"
+    assert_truthful(first, 0, output_rows(setup, sink))
+    assert_nothing_left_behind(setup, state_dir)
+    retry_writes_once(orchzip_cli, setup, sink, key, first)
+
+
+def test_a_file_output_keeps_its_mode_and_leftovers_of_dead_runs_are_removed(orchzip_cli, setup, state_dir):
+    path = setup["out"] / "results.parquet"
+    path.write_bytes(b"")
+    os.chmod(path, 0o644)
+    path.unlink()
+    first = orchzip_cli(*run_args(setup, "file", "mode-1")).json()
+    assert first["status"] == "success"
+    os.chmod(path, 0o640)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    leftover = setup["out"] / f".results.parquet.{int(dead.stdout)}.deadbeef.tmp"
+    leftover.write_bytes(b"x" * 1000)
+    second = orchzip_cli(*run_args(setup, "file", "mode-2")).json()
+    assert second["status"] == "success"
+    assert os.stat(path).st_mode & 0o777 == 0o640
+    assert not leftover.exists()
+    assert output_rows(setup, "file") == 2 * ROWS
