@@ -6,6 +6,7 @@
 
 import ast
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -71,7 +72,7 @@ def find_entry_point(names):
 
 
 def _read_text(path):
-    with open(path, encoding="utf-8") as fh:
+    with open(path, encoding="utf-8-sig") as fh:  # a UTF-8 BOM is fine, as for pip and Python
         return fh.read()
 
 
@@ -104,8 +105,14 @@ def build(folder, out_dir, name=None, strict=False, max_size=DEFAULT_MAX_SIZE, a
     if not os.path.isdir(folder):
         raise ConfigError(f"{folder}: not a folder; give the orchestration folder holding main.py")
     name = name or os.path.basename(folder.rstrip(os.sep))
-    files = collect(folder)
+    collected = collect(folder)
+    files = collected.files
+    too_many = _over_limits(files)
+    if too_many:  # before reading any content
+        raise InvalidOrchestration.from_problems(folder, too_many)
     errors, warnings, requirements = validate(files, _read_text, allow_secrets)
+    errors = [f"{n}: refused, {why}" for n, why in collected.refused] + errors
+    warnings = [f"{n}: left out, {why}" for n, why in collected.dropped] + warnings
     if strict and warnings:
         errors, warnings = errors + [f"{w} (an error with --strict)" for w in warnings], []
     if errors:
@@ -117,7 +124,7 @@ def build(folder, out_dir, name=None, strict=False, max_size=DEFAULT_MAX_SIZE, a
     for arcname, path in files:
         with open(path, "rb") as fh:
             entries.append((arcname, fh.read()))
-    vendored = any(n.endswith(".py") and _imports_shim(d.decode("utf-8")) for n, d in entries)
+    vendored = any(n.endswith(".py") and _imports_shim(d.decode("utf-8-sig")) for n, d in entries)
     if vendored:
         if any(n.startswith(f"{SHIM_PACKAGE}/") for n, _ in entries):
             raise InvalidOrchestration.from_problems(folder, [
@@ -130,8 +137,26 @@ def build(folder, out_dir, name=None, strict=False, max_size=DEFAULT_MAX_SIZE, a
         raise InvalidOrchestration.from_problems(folder, [
             f"{name}.zip: {len(data):,} bytes is over the size limit of {max_size:,}; "
             f"list large files in .orchzipignore or raise --max-size"])
+    try:  # what inspect, run and upload would refuse is not written (e.g. a compression ratio)
+        verify(io.BytesIO(data), label=f"{name}.zip")
+    except UnsafeZip as err:
+        raise InvalidOrchestration.from_problems(folder, [f"{err}; list such files in .orchzipignore"]) from None
     return BuildResult(_write_atomically(out_dir, f"{name}.zip", data), hashlib.sha256(data).hexdigest(),
                        len(data), manifest, warnings, environment)
+
+
+def _over_limits(files):
+    """Problems when ``files`` make more entries or bytes than an untrusted zip may hold."""
+    limits = Limits()
+    # +1 for the manifest; the zip's exact count (with a vendored shim) is verified once written.
+    if len(files) + 1 > limits.max_entries:
+        return [f"{len(files):,} files are more than a zip may hold ({limits.max_entries:,} entries, "
+                f"as orchzip inspect and run check); list what the task does not need in .orchzipignore"]
+    total = sum(os.path.getsize(path) for _, path in files)
+    if total > limits.max_total_bytes:
+        return [f"the files add up to {total:,} bytes, more than a zip may unpack to ({limits.max_total_bytes:,}, "
+                f"as orchzip inspect and run check); list large files in .orchzipignore"]
+    return []
 
 
 def _write_atomically(out_dir, file_name, data):

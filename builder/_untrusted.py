@@ -1,7 +1,7 @@
 """Open zips that may come from anyone: refuse path tricks, links and zip bombs.
 
-Names must be relative, without ``..``, backslashes or drive letters; no entry may be a
-link; the entry count, the total size and the compression ratio are bounded, and the sizes
+Names must be relative, without ``..``, backslashes or drive letters, and appear once; no
+entry may be a link or encrypted; the entry count, the total size and the compression ratio are bounded, and the sizes
 are counted on the bytes actually inflated, not taken from the headers.
 """
 
@@ -33,6 +33,9 @@ class Limits:
 
 def _check_name(zip_path, info):
     name = info.filename
+    if info.flag_bits & 0x1:
+        raise UnsafeZip(f"{zip_path}: refused, entry {name!r} is encrypted; orchestration zips hold plain "
+                        f"entries (Wallaroo cannot unpack it either): zip it again without a password")
     parts = name.split("/")
     if (name.startswith("/") or "\\" in name or _DRIVE.match(name) or "\0" in name
             or any(p == ".." for p in parts)):
@@ -44,11 +47,26 @@ def _check_name(zip_path, info):
                         f"orchestration zips hold regular files only")
 
 
-def open_checked(zip_path, limits=None):
-    """A ``ZipFile`` whose entry names, links and declared sizes passed the checks."""
+def _check_entries(zip_path, infos):
+    seen = set()
+    for info in infos:
+        _check_name(zip_path, info)
+        key = info.filename.rstrip("/")
+        if key in seen:
+            raise UnsafeZip(f"{zip_path}: refused, entry {info.filename!r} appears twice; which one a tool "
+                            f"unpacks differs, so rebuild the zip with each name once (orchzip build does)")
+        seen.add(key)
+
+
+def open_checked(zip_path, limits=None, label=None):
+    """A ``ZipFile`` whose entry names, links and declared sizes passed the checks.
+
+    :param zip_path: a path, or a binary file object (then ``label`` names it in messages).
+    """
     limits = limits or Limits()
+    source, zip_path = zip_path, label or zip_path
     try:
-        archive = zipfile.ZipFile(zip_path)
+        archive = zipfile.ZipFile(source)
     except FileNotFoundError:
         raise ConfigError(f"{zip_path}: no such file") from None
     except (zipfile.BadZipFile, OSError, ValueError) as err:
@@ -58,8 +76,11 @@ def open_checked(zip_path, limits=None):
         archive.close()
         raise UnsafeZip(f"{zip_path}: refused, {len(infos)} entries is more than the limit of {limits.max_entries}")
     declared = sum(i.file_size for i in infos)
-    for info in infos:
-        _check_name(zip_path, info)
+    try:
+        _check_entries(zip_path, infos)
+    except UnsafeZip:
+        archive.close()
+        raise
     if declared > limits.max_total_bytes:
         archive.close()
         raise UnsafeZip(f"{zip_path}: refused, it unpacks to {declared:,} bytes, more than the limit of "
@@ -95,11 +116,15 @@ def _copy_entry(archive, info, out, budget, zip_path):
                     out.write(chunk)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError, ValueError) as err:
         raise UnsafeZip(f"{zip_path}: entry {info.filename!r} is corrupt ({err}); rebuild the zip") from None
+    except (NotImplementedError, RuntimeError) as err:  # an unknown compression method or encryption
+        raise UnsafeZip(f"{zip_path}: entry {info.filename!r} cannot be read ({err}); zip it again with "
+                        f"plain deflate (orchzip build does)") from None
 
 
-def verify(zip_path, limits=None):
+def verify(zip_path, limits=None, label=None):
     """Read every entry through the checks without writing anything; returns the infos."""
-    with open_checked(zip_path, limits) as archive:
+    with open_checked(zip_path, limits, label) as archive:
+        zip_path = label or zip_path
         budget = _Budget(zip_path, archive, limits or Limits())
         for info in archive.infolist():
             if not info.is_dir():

@@ -25,8 +25,23 @@ def check_python(name, source):
             _warnings.simplefilter("ignore", SyntaxWarning)
             ast.parse(source, filename=name, feature_version=TASK_PYTHON)
     except SyntaxError as err:
-        return f"{name}:{err.lineno}: does not parse as Python 3.10 (Wallaroo's task Python): {err.msg}"
+        where = f"{name}:{err.lineno}" if err.lineno else name
+        return f"{where}: does not parse as Python 3.10 (Wallaroo's task Python): {err.msg}"
+    except ValueError:  # null bytes (a SyntaxError from Python 3.12 on)
+        return f"{name}: does not parse as Python 3.10: it holds null bytes (is it a binary file?)"
     return None
+
+
+def read_text(name, path, read):
+    """``(text, None)``, or ``(None, problem)`` when the file is not UTF-8 (a UTF-8 BOM is fine, as for pip)."""
+    try:
+        return read(path), None
+    except UnicodeDecodeError:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+        if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+            return None, f"{name}: is UTF-16 text (as PowerShell writes it); save it as UTF-8"
+        return None, f"{name}: is not UTF-8 text; save it as UTF-8"
 
 
 def check_requirements(name, text):
@@ -66,11 +81,11 @@ def check_requirements(name, text):
     return errors, warnings, [str(req) for _, req in found.values()]
 
 
-def validate(files, read_text, allowed_secrets=()):
+def validate(files, read, allowed_secrets=()):
     """Check the collected ``files``; returns ``(errors, warnings, requirements)``.
 
     :param files: ``[(archive name, path)]`` from :func:`collect`.
-    :param read_text: reads a path as text.
+    :param read: reads a path as text (raising UnicodeDecodeError when it is not UTF-8).
     :param allowed_secrets: names of credential files the user allows to ship.
     """
     errors, warnings, requirements = [], [], []
@@ -82,14 +97,16 @@ def validate(files, read_text, allowed_secrets=()):
         errors.append(f"{', '.join(requirement_files)}: Wallaroo allows at most one requirements.txt")
     for name, path in files:
         if name.endswith(".py"):
-            try:
-                problem = check_python(name, read_text(path))
-            except UnicodeDecodeError:
-                problem = f"{name}: is not UTF-8 text"
+            text, problem = read_text(name, path, read)
+            problem = problem or check_python(name, text)
             if problem:
                 errors.append(problem)
         elif name in requirement_files:
-            req_errors, req_warnings, requirements = check_requirements(name, read_text(path))
+            text, problem = read_text(name, path, read)
+            if problem:
+                errors.append(problem)
+                continue
+            req_errors, req_warnings, requirements = check_requirements(name, text)
             errors += req_errors
             warnings += req_warnings
     for name, reason in find_secrets(files, allowed_secrets):

@@ -16,6 +16,7 @@ from orchzip.errors import OrchzipError
 # Command modules, in the order `orchzip --help` lists them.
 COMMAND_MODULES = [
     "quickstart",
+    "project",
     "build",
     "run",
     "state",
@@ -34,7 +35,10 @@ EXIT_USAGE = 2  # the user's input was refused
 
 
 def default_state_dir():
-    return os.environ.get("ORCHZIP_STATE_DIR") or os.path.join(os.getcwd(), ".orchzip")
+    """$ORCHZIP_STATE_DIR, else the state of the project the current folder is in (the
+    nearest orchzip.yaml or .orchzip at or above it, as git finds its repository), else ./.orchzip."""
+    from orchzip.runtime.project import state_dir_for
+    return os.environ.get("ORCHZIP_STATE_DIR") or state_dir_for(os.getcwd())
 
 
 def build_parser():
@@ -46,8 +50,8 @@ def build_parser():
     parser.add_argument(
         "--state-dir",
         default=None,
-        help="where orchzip keeps connections, pipelines, tasks and runs "
-        "(default: $ORCHZIP_STATE_DIR or ./.orchzip)",
+        help="where orchzip keeps connections, pipelines, tasks and runs (default: $ORCHZIP_STATE_DIR, "
+        "else .orchzip beside the nearest orchzip.yaml or .orchzip at or above the current folder, else ./.orchzip)",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
@@ -79,6 +83,8 @@ def _accept_state_dir_anywhere(parser):
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    # apply -f FILE uses the state beside FILE unless a state was named
+    args.state_dir_given = args.state_dir is not None or bool(os.environ.get("ORCHZIP_STATE_DIR"))
     if args.json_anywhere:
         if not hasattr(args, "json"):
             parser.error(f"orchzip {args.command} has no --json output")

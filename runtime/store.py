@@ -186,7 +186,29 @@ MIGRATIONS = [
     ALTER TABLE tasks ADD COLUMN source_sha TEXT;
     CREATE INDEX runs_by_key ON runs(idempotency_key);
     """,
-    # 9: the Wallaroo release a task targets (its environment's SDK pins, its results' shape).
+    # 9: what an orchzip.yaml declares that has no other home (written by `orchzip apply`):
+    # orchestration folders by name, and tasks by name. A scheduled task's settings live in
+    # its row of tasks (task_id); a run-once task is a recipe `orchzip run NAME` starts.
+    """
+    CREATE TABLE project_orchestrations (
+        name TEXT PRIMARY KEY,
+        path TEXT NOT NULL,
+        workspace TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE project_tasks (
+        name TEXT PRIMARY KEY,
+        orchestration TEXT NOT NULL,
+        task_id TEXT REFERENCES tasks(id),
+        args TEXT NOT NULL DEFAULT '{}',
+        timeout REAL,
+        no_env INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    """,
+    # 10: the Wallaroo release a task targets (its environment's SDK pins, its results' shape).
     """
     ALTER TABLE tasks ADD COLUMN wallaroo_version TEXT;
     """,
@@ -355,6 +377,15 @@ class Store:
                 "DELETE FROM connection_workspaces WHERE connection_id = ? AND workspace_id = ?",
                 (connection_id, workspace_id),
             )
+
+    def update_connection(self, name, type, details):
+        """Change a connection's type and details in place (its id and workspaces stay)."""
+        self.get_connection(name)
+        kind = connection_schemas.validate(name, type, details)
+        with self.transaction() as db:
+            db.execute("UPDATE connections SET type = ?, details = ? WHERE name = ?",
+                       (kind, json.dumps(details, allow_nan=False), name))
+        return self.get_connection(name)
 
     def _connection_row(self, row):
         # Rows stored before details were validated may hold anything: decode, never raise.
@@ -579,6 +610,43 @@ class Store:
         if kind:
             sql, params = sql + " AND t.kind = ?", (kind,)
         return self._query(sql + " ORDER BY r.created_at", params)
+
+    # -- what an orchzip.yaml declared (orchzip apply) ------------------------------------
+    def put_project_orchestration(self, name, path, workspace=None):
+        now = utcnow()
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO project_orchestrations(name, path, workspace, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET path = excluded.path, "
+                "workspace = excluded.workspace, updated_at = excluded.updated_at",
+                (name, path, workspace, now, now),
+            )
+
+    def list_project_orchestrations(self):
+        return self._query("SELECT * FROM project_orchestrations ORDER BY name")
+
+    def delete_project_orchestration(self, name):
+        with self.transaction() as db:
+            db.execute("DELETE FROM project_orchestrations WHERE name = ?", (name,))
+
+    def put_project_task(self, name, orchestration, task_id=None, args=None, timeout=None, no_env=False):
+        now = utcnow()
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO project_tasks(name, orchestration, task_id, args, timeout, no_env, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET orchestration = excluded.orchestration, "
+                "task_id = excluded.task_id, args = excluded.args, timeout = excluded.timeout, "
+                "no_env = excluded.no_env, updated_at = excluded.updated_at",
+                (name, orchestration, task_id, json.dumps(args or {}), timeout, 1 if no_env else 0, now, now),
+            )
+
+    def list_project_tasks(self):
+        return [dict(r, args=json.loads(r["args"] or "{}"))
+                for r in self._query("SELECT * FROM project_tasks ORDER BY name")]
+
+    def delete_project_task(self, name):
+        with self.transaction() as db:
+            db.execute("DELETE FROM project_tasks WHERE name = ?", (name,))
 
     # -- the scheduler's lease: one scheduler per state directory --------------------------
     def acquire_lease(self, pid, pid_started, host, holder_alive):

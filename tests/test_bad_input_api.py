@@ -108,3 +108,24 @@ def test_bad_rows_already_stored_never_make_list_or_get_fail(server):
     finally:
         for name in ("nan", "deep", "garbage"):
             server.post("/v1/api/connections/delete", {"name": name})
+
+
+# -- orchestration uploads: zips the server cannot trust get a 400 JSON --------------------
+def _zip_cases():
+    from test_bad_input_builder import ZIP_CASES
+    return ZIP_CASES
+
+
+@pytest.mark.parametrize("case", _zip_cases(), ids=[c[0] for c in _zip_cases()])
+def test_upload_refuses_zips_it_cannot_trust(server, tmp_path, case):
+    _, make, expect = case
+    workspace = server.post("/v1/api/workspaces/create", {"workspace_name": f"w-{case[0]}"}).json()["workspace_id"]
+    path = tmp_path / "orch.zip"
+    make(str(path))
+    files = [("file", ("orch.zip", path.read_bytes(), "application/zip")),
+             ("metadata", (None, json.dumps({"workspace_id": workspace, "name": "bad"}).encode(), "application/json"))]
+    answer = server.post("/v1/api/orchestration/upload", files=files)
+    assert_refused(answer, 400, expect)
+    assert "orch.zip" in answer.json()["msg"] and str(tmp_path) not in answer.json()["msg"]
+    listed = server.post("/v1/api/orchestration/list", {"workspace_id": workspace}).json()
+    assert listed == [] or listed.get("orchestrations", listed) == [], listed

@@ -338,3 +338,51 @@ def test_kill_stops_a_running_task_and_returns_to_its_run(browser, server):
     assert ended["run"]["status"] == "killed"
     again = post(browser, server, kill_form, csrf_of(run_page), status=409)
     assert "already ended" in text_of(again)
+
+
+# -- orchzip ui: the dashboard alone -----------------------------------------------------------
+def test_orchzip_ui_serves_the_dashboard_without_the_api(tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    from serve_helpers import free_port
+    state = str(tmp_path / "state")
+    orchzip(state, "run", HELLO, "--no-env", "--name", "hello-ui")
+    token = orchzip(state, "serve", "--show-token").stdout.strip()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with open(tmp_path / "ui.log", "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "orchzip", "--state-dir", state, "ui", "--port", str(port),
+                                    "--no-env"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                answer = requests.get(url + "/ui/login", timeout=2)
+                break
+            except requests.ConnectionError:
+                assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "ui.log").read_text()
+                time.sleep(0.1)
+        assert answer.status_code == 200
+        session = requests.Session()
+        signed_in = session.post(url + "/ui/login", data={"token": token, "next": "/"}, timeout=30)
+        assert signed_in.status_code == 200 and "hello-ui" in signed_in.text
+        assert requests.post(url + "/v1/api/workspaces/list", json={}, headers={"Authorization": f"Bearer {token}"},
+                             timeout=30).status_code == 404
+        task = next(t for t in json.loads(orchzip(state, "tasks", "list", "--json").stdout) if t["name"] == "hello-ui")
+        page = session.get(f"{url}/ui/tasks/{task['id']}", timeout=30)
+        run = session.post(f"{url}/ui/tasks/{task['id']}/run", data={"csrf": csrf_of(page)}, timeout=30)
+        assert run.status_code == 200 and "/ui/runs/" in run.url
+        ended = wait_for(lambda: session.get(run.url + "/log?offset=0", timeout=30).json(),
+                         lambda chunk: chunk["run"]["status"] != "running", timeout=60)
+        assert ended["run"]["status"] == "success" and "| done" in ended["text"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+    # uvicorn re-raises the SIGTERM it handled, after a clean shutdown.
+    assert "Application shutdown complete" in (tmp_path / "ui.log").read_text()

@@ -2,6 +2,7 @@
 
 import contextlib
 import json
+import os
 import signal
 import sys
 
@@ -135,7 +136,18 @@ def _show_env_progress(line):
 
 
 def cmd_run(args):
-    run = execute(args, args.target, parse_task_args(args.args, args.arg))
+    task_args = parse_task_args(args.args, args.arg)
+    target = args.target
+    if not os.path.exists(target):
+        # a task or orchestration named in the project's orchzip.yaml (orchzip apply put it in the state)
+        from orchzip.runtime.project import run_recipe
+        recipe = run_recipe(args.state_dir, target)
+        task_args = {**recipe["args"], **task_args}
+        args.name = args.name or target
+        args.timeout = args.timeout if args.timeout is not None else recipe["timeout"]
+        args.no_env = args.no_env or recipe["no_env"]
+        target = recipe["target"]
+    run = execute(args, target, task_args)
     if args.json:
         print_json(run)
     else:
@@ -294,7 +306,9 @@ def register(subparsers):
         "process with the task args and the local connections and pipelines. The task's "
         "output is shown and kept in the run's log. Exits 1 when the task fails.",
     )
-    p.add_argument("target", help="an orchestration zip or folder")
+    p.add_argument("target", help="an orchestration zip or folder, or the name of a task (or orchestration) "
+                   "in the project's orchzip.yaml, applied with `orchzip apply`: its args and timeout apply, "
+                   "--arg and --timeout override them")
     add_run_arguments(p)
     add_json_flag(p)
     p.set_defaults(func=cmd_run)

@@ -128,7 +128,7 @@ def log(request):
 
 @page
 def connections(request):
-    from orchzip.commands.state import mask_details
+    from orchzip.runtime.redact import mask_details
     ctx = request.app.state.ctx
     rows = [dict(c, details_json=json.dumps(mask_details(c["details"]), indent=2, sort_keys=True))
             for c in ctx.store.list_connections()]

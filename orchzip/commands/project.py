@@ -1,0 +1,145 @@
+"""`orchzip init`, `orchzip apply` and `orchzip export`: the project file, orchzip.yaml."""
+
+import os
+import sys
+
+from orchzip.errors import ConfigError
+from orchzip.commands._output import add_json_flag, print_json
+
+APPLY_HELP = """\
+Make the local state match orchzip.yaml: create, update and delete workspaces, connections,
+pipelines, orchestrations and tasks so that the state holds what the file declares and
+nothing else (workspaces are never deleted). The plan is printed first; --dry-run stops
+there. Applying the same file twice changes nothing the second time.
+
+Scheduled tasks are registered as `orchzip schedule` does (their orchestration built into a
+zip, their environment prepared); `orchzip scheduler` fires them. Run-once tasks are
+recipes: `orchzip run NAME` runs one with its args and timeout.
+
+The file is the nearest orchzip.yaml at or above the current folder (or -f FILE); the state
+is the .orchzip folder beside it, unless --state-dir or ORCHZIP_STATE_DIR say otherwise.
+"""
+
+SYMBOLS = {"create": "+", "update": "~", "delete": "-"}
+
+
+def _project_file(args):
+    from orchzip.runtime.project import PROJECT_FILE, find_root
+    if args.file:
+        return os.path.abspath(args.file)
+    root = find_root(os.getcwd())
+    path = os.path.join(root or os.getcwd(), PROJECT_FILE)
+    if not os.path.isfile(path):
+        raise ConfigError(f"no {PROJECT_FILE} in {os.getcwd()} or any folder above it; "
+                          f"write one with: orchzip init (or orchzip export), or give -f FILE")
+    return path
+
+
+def _state_dir(args, project_file):
+    """--state-dir or $ORCHZIP_STATE_DIR when given, else the state beside the project file."""
+    from orchzip.runtime.project import state_dir_for
+    if getattr(args, "state_dir_given", True):
+        return os.path.abspath(args.state_dir)
+    return state_dir_for(os.path.dirname(project_file))
+
+
+def _describe(change):
+    text = f"  {SYMBOLS[change.action]} {change.kind} {change.name}"
+    if change.action == "update":
+        text += f": {', '.join(change.changed_keys)} changed"
+    elif change.kind == "connection" and change.action == "create":
+        text += f" ({change.desired['type']})"
+    elif change.kind == "task" and change.action == "create":
+        text += f" ({'schedule ' + repr(change.desired['schedule']) if change.desired['schedule'] else 'run-once'})"
+    return text
+
+
+def cmd_apply(args):
+    from orchzip.runtime import project
+    from orchzip.runtime.store import Store, DB_NAME
+    path = _project_file(args)
+    state_dir = _state_dir(args, path)
+    exists = os.path.isfile(os.path.join(state_dir, DB_NAME))
+    store = Store(state_dir) if exists or not args.dry_run else None  # a dry run creates nothing
+    with project.plan(store, path) as plan:
+        if not args.json:
+            _print_plan(plan, path, state_dir)
+        if plan.changes and not args.dry_run:
+            project.apply(store, plan, on_env_progress=_show_progress)
+        elif plan.adoptions and not args.dry_run:
+            project.apply(store, plan)  # only records tasks the file names as the project's
+        if args.json:
+            print_json({"file": path, "state_dir": state_dir, "dry_run": args.dry_run,
+                        "changes": [c.as_dict() for c in plan.changes], **plan.counts()})
+        elif plan.changes:
+            print("dry run: nothing changed" if args.dry_run else "applied")
+
+
+def _print_plan(plan, path, state_dir):
+    if not plan.changes:
+        print(f"nothing to change: {state_dir} matches {path}")
+        return
+    print(f"plan for {state_dir} from {path}:")
+    for change in plan.changes:
+        print(_describe(change))
+    counts = plan.counts()
+    print(f"{counts['create']} to create, {counts['update']} to update, {counts['delete']} to delete")
+
+
+def _show_progress(line):
+    print(line, file=sys.stderr, flush=True)
+
+
+def cmd_export(args):
+    from orchzip.runtime import project
+    from orchzip.runtime.store import Store, DB_NAME
+    state_dir = os.path.abspath(args.state_dir)
+    if not os.path.isfile(os.path.join(state_dir, DB_NAME)):
+        raise ConfigError(f"no orchzip state in {state_dir}: nothing to export "
+                          "(give --state-dir, or run from the project's folder)")
+    target = "-" if args.output == "-" else os.path.abspath(args.output or project.PROJECT_FILE)
+    text, notes = project.export(Store(state_dir), os.path.join(os.getcwd(), "x") if target == "-" else target,
+                                 include_secrets=args.include_secrets)
+    if target == "-":
+        sys.stdout.write(text)
+    else:
+        _write_new(target, text, args.force)
+        print(f"wrote {target}", file=sys.stderr)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+
+
+def _write_new(target, text, force):
+    if os.path.exists(target) and not force:
+        with open(target, encoding="utf-8") as fh:
+            if fh.read() == text:
+                return
+        raise ConfigError(f"{target} exists and differs; give --force to overwrite it, or -o OTHER.yaml")
+    with open(target + ".tmp", "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(target + ".tmp", target)
+
+
+def register(subparsers):
+    import argparse
+    p = subparsers.add_parser(
+        "apply", help="make the local state match orchzip.yaml (plan first; --dry-run)",
+        description=APPLY_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("-f", "--file", help="the project file (default: the nearest orchzip.yaml at or above here)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_apply)
+
+    p = subparsers.add_parser(
+        "export", help="write orchzip.yaml from the local state",
+        description="Write the state's workspaces, connections, pipelines, orchestrations and tasks "
+        "as an orchzip.yaml. Paths under the file's folder are written relative to it. Secret-looking "
+        "literal values in connection details (private_key, token, password, ...) are written as "
+        "${VAR} references unless --include-secrets.",
+    )
+    p.add_argument("-o", "--output", help="where to write (default: ./orchzip.yaml; - for stdout)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file that differs")
+    p.add_argument("--include-secrets", action="store_true",
+                   help="write secret-looking values as they are (the file then holds secrets: keep it out of git)")
+    p.set_defaults(func=cmd_export)

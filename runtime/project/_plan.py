@@ -1,0 +1,243 @@
+"""Comparing an ``orchzip.yaml`` with a state, and making the state match it.
+
+Both sides are first put in one normal form (kind -> name -> settings, paths absolute,
+defaults filled in), so that a plan is a plain difference and applying a file twice plans
+nothing the second time. Workspaces are created, never deleted: Wallaroo has no way to
+delete one either.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+
+from orchzip.runtime.scheduler.policies import DEFAULT_MISFIRE_GRACE, DEFAULT_OVERLAP, DEFAULT_RETRY_BACKOFF
+
+__all__ = ["Change", "Plan", "make_plan", "apply_plan", "current_state", "KINDS"]
+
+KINDS = ("workspace", "connection", "pipeline", "orchestration", "task")
+LIVE = ("pending", "started", "failed", "success", "timed_out")  # a scheduled task that still fires
+SCHEDULE_FIELDS = ("schedule", "tz", "overlap", "misfire_grace", "retries", "retry_backoff")
+PATH_TYPES = ("DUCKDB", "FILE")  # connection types whose details.path is a local file
+
+
+class Change:
+    """One line of a plan: ``create``, ``update`` or ``delete`` one named thing."""
+
+    def __init__(self, action, kind, name, current=None, desired=None):
+        self.action, self.kind, self.name = action, kind, name
+        self.current, self.desired = current, desired
+
+    @property
+    def changed_keys(self):
+        if self.action != "update":
+            return []
+        return sorted(k for k in set(self.current) | set(self.desired)
+                      if k not in ("task_id", "source") and self.current.get(k) != self.desired.get(k))
+
+    def as_dict(self):
+        return {"action": self.action, "kind": self.kind, "name": self.name, "changed": self.changed_keys}
+
+
+class Plan:
+    """The changes that make a state match a project file. Close it to drop its builds."""
+
+    def __init__(self, changes, builds_dir, adoptions=()):
+        self.changes, self._builds_dir = changes, builds_dir
+        # (name, orchestration, task_id): scheduled tasks made by `orchzip schedule` that the
+        # file declares unchanged; applying records them as the project's, nothing else.
+        self.adoptions = list(adoptions)
+
+    def __bool__(self):
+        return bool(self.changes)
+
+    def counts(self):
+        return {a: sum(1 for c in self.changes if c.action == a) for a in ("create", "update", "delete")}
+
+    def close(self):
+        shutil.rmtree(self._builds_dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# -- normal forms ---------------------------------------------------------------------------
+def _plain_json(value):
+    # YAML has dates and the like; the store keeps JSON: compare what will be stored.
+    return json.loads(json.dumps(value, default=str))
+
+
+def _absolute(base_dir, path):
+    return os.path.normpath(os.path.join(base_dir, os.path.expanduser(path)))
+
+
+def connection_details(base_dir, type_, details):
+    details = _plain_json(details)
+    path = details.get("path")
+    if type_ in PATH_TYPES and isinstance(path, str) and "${" not in path:
+        details["path"] = _absolute(base_dir, path)
+    return details
+
+
+def _task_settings(task):
+    scheduled = task.schedule is not None
+    return {
+        "orchestration": task.orchestration, "args": _plain_json(task.args), "timeout": task.timeout,
+        "no_env": task.no_env, "schedule": task.schedule,
+        "tz": (task.tz or "UTC") if scheduled else None,
+        "overlap": (task.overlap or DEFAULT_OVERLAP) if scheduled else None,
+        "misfire_grace": (DEFAULT_MISFIRE_GRACE if task.misfire_grace is None else task.misfire_grace) if scheduled else None,
+        "retries": (task.retries or 0) if scheduled else None,
+        "retry_backoff": (task.retry_backoff or DEFAULT_RETRY_BACKOFF) if scheduled else None,
+    }
+
+
+def desired_state(project, base_dir):
+    return {
+        "workspace": {name: {} for name in project.workspaces},
+        "connection": {
+            name: {"type": c.type, "details": connection_details(base_dir, c.type, c.details),
+                   "workspaces": sorted(c.workspaces)}
+            for name, c in project.connections.items()
+        },
+        "pipeline": {name: {"model": _absolute(base_dir, p.model), "tensor_column": p.tensor_column}
+                     for name, p in project.pipelines.items()},
+        "orchestration": {name: {"path": _absolute(base_dir, o.path), "workspace": o.workspace}
+                          for name, o in project.orchestrations.items()},
+        "task": {name: _task_settings(t) for name, t in project.tasks.items()},
+    }
+
+
+def current_state(store):
+    """The state in the normal form; unowned scheduled tasks are named by their zip."""
+    if store is None:
+        return {kind: {} for kind in KINDS}
+    state = {
+        "workspace": {w["name"]: {} for w in store.list_workspaces()},
+        "connection": {c["name"]: {"type": c["type"], "details": c["details"], "workspaces": sorted(c["workspace_names"])}
+                       for c in store.list_connections()},
+        "pipeline": {p["name"]: {"model": p["model_path"], "tensor_column": p["tensor_column"]}
+                     for p in store.list_pipelines()},
+        "orchestration": {o["name"]: {"path": o["path"], "workspace": o["workspace"]}
+                          for o in store.list_project_orchestrations()},
+        "task": {},
+    }
+    owned = {}
+    for row in store.list_project_tasks():
+        if row["task_id"] is None:
+            state["task"][row["name"]] = {
+                "orchestration": row["orchestration"], "args": row["args"], "timeout": row["timeout"],
+                "no_env": bool(row["no_env"]), **{k: None for k in SCHEDULE_FIELDS}}
+        else:
+            owned[row["task_id"]] = row
+    for task in store.list_tasks(kind="scheduled"):
+        if task["status"] not in LIVE:
+            continue
+        row = owned.get(task["id"])
+        name = row["name"] if row else _free_name(state["task"], task["name"] or task["id"][:8])
+        state["task"][name] = dict(_scheduled_settings(task), task_id=task["id"], source=task["source"],
+                                   orchestration=row["orchestration"] if row else None)
+    return state
+
+
+def _scheduled_settings(task):
+    return {"args": task["args"], "timeout": task["timeout"], "no_env": bool(task["no_env"]),
+            **{k: task[k] for k in SCHEDULE_FIELDS}}
+
+
+def _free_name(taken, name):
+    return name if name not in taken else f"{name}-{len(taken)}"
+
+
+# -- planning -------------------------------------------------------------------------------
+def make_plan(store, project, base_dir):
+    """The :class:`Plan` that makes ``store``'s state match ``project`` (``store`` None: no state yet).
+
+    Orchestrations of scheduled tasks are built now (into a temporary folder the plan owns)
+    so that a changed ``main.py`` shows as a change of the task.
+    """
+    builds_dir = tempfile.mkdtemp(prefix="orchzip-plan-")
+    try:
+        desired, current = desired_state(project, base_dir), current_state(store)
+        _add_sources(desired, builds_dir)
+        changes = []
+        for kind in KINDS:
+            changes += _diff(kind, current[kind], desired[kind])
+    except BaseException:
+        shutil.rmtree(builds_dir, ignore_errors=True)
+        raise
+    changed = {c.name for c in changes if c.kind == "task"}
+    adoptions = [(name, desired["task"][name]["orchestration"], settings["task_id"])
+                 for name, settings in current["task"].items()
+                 if name in desired["task"] and name not in changed and settings.get("task_id")
+                 and settings.get("orchestration") is None]
+    return Plan(changes, builds_dir, adoptions)
+
+
+def _add_sources(desired, builds_dir):
+    """Each scheduled task's zip: ``source`` (a file) and its ``sha``."""
+    from orchzip.builder import build
+    built = {}
+    for settings in desired["task"].values():
+        if settings["schedule"] is None:
+            continue
+        orchestration = settings["orchestration"]
+        if orchestration not in built:
+            path = desired["orchestration"][orchestration]["path"]
+            if os.path.isdir(path):
+                zip_path = build(path, os.path.join(builds_dir, orchestration)).zip_path
+            elif os.path.isfile(path):
+                zip_path = path
+            else:
+                from orchzip.runtime.project._schema import ProjectFileError
+                raise ProjectFileError(f"orchestration {orchestration!r}: {path} is neither a folder nor a zip file")
+            built[orchestration] = zip_path
+        settings["source"] = built[orchestration]
+        settings["sha"] = file_sha256(built[orchestration])
+
+
+def file_sha256(path):
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
+
+
+def _diff(kind, current, desired):
+    changes = []
+    for name, settings in desired.items():
+        if name not in current:
+            changes.append(Change("create", kind, name, desired=settings))
+        elif kind == "task":
+            now = dict(current[name], sha=file_sha256(current[name]["source"]) if current[name].get("source") else None)
+            if _task_differs(now, settings):
+                changes.append(Change("update", kind, name, current=now, desired=settings))
+        elif current[name] != settings:
+            changes.append(Change("update", kind, name, current=current[name], desired=settings))
+    if kind != "workspace":
+        changes += [Change("delete", kind, name, current=settings) for name, settings in current.items()
+                    if name not in desired]
+    return changes
+
+
+def _task_differs(current, desired):
+    keys = ("args", "timeout", "no_env", *SCHEDULE_FIELDS, "sha")
+    if any(current.get(k) != desired.get(k) for k in keys):
+        return True
+    # An unowned scheduled task adopted by name is no change; a renamed orchestration is.
+    return current.get("orchestration") not in (None, desired["orchestration"])
+
+
+# -- applying -------------------------------------------------------------------------------
+def apply_plan(store, plan, on_env_progress=None):
+    """Carry out ``plan`` on ``store``, deletions of tasks first and of their targets last."""
+    from orchzip.runtime.project import _apply
+    order = sorted(plan.changes, key=lambda c: (
+        0 if c.action == "delete" and c.kind == "task" else 2 if c.action == "delete" else 1,
+        KINDS.index(c.kind) * (-1 if c.action == "delete" else 1)))
+    for change in order:
+        getattr(_apply, f"{change.action}_{change.kind}")(store, change, on_env_progress)
+    for name, orchestration, task_id in plan.adoptions:
+        store.put_project_task(name, orchestration, task_id=task_id)

@@ -1,0 +1,243 @@
+"""What an ``orchzip.yaml`` may say, and reading one with every error located.
+
+The schema is a set of pydantic models that refuse unknown keys. The YAML is read through
+pyyaml's composer, whose nodes carry line numbers, so that each schema error can name the
+file, the line and the key, as ``orchzip.yaml:12: tasks.nightly.schedul: unknown key``.
+"""
+
+from typing import Any, Dict, List, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from orchzip.errors import ConfigError, OrchzipError
+from orchzip.runtime.scheduler.policies import OVERLAP_POLICIES
+
+__all__ = ["Project", "ProjectFileError", "load_project", "SCHEDULE_ONLY"]
+
+NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
+Name = Field(pattern=NAME_PATTERN)
+# Task settings that only mean something with a cron schedule.
+SCHEDULE_ONLY = ("tz", "overlap", "misfire_grace", "retries", "retry_backoff")
+
+
+class ProjectFileError(ConfigError):
+    """The project file cannot be read or does not fit the schema; each line names file:line: key."""
+
+    @classmethod
+    def from_problems(cls, problems):
+        if len(problems) == 1:
+            return cls(problems[0])
+        return cls(f"{len(problems)} problems:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Connection(_Strict):
+    type: str = Field(min_length=1, description="DUCKDB, FILE, BIGQUERY, HTTP (other Wallaroo types are kept as given)")
+    details: Dict[str, Any] = {}
+    workspaces: List[str] = []
+
+    @field_validator("type")
+    @classmethod
+    def _upper(cls, value):
+        return value.upper()
+
+
+class Pipeline(_Strict):
+    model: str = Field(min_length=1, description="the ONNX model file, relative to orchzip.yaml")
+    tensor_column: Optional[str] = None
+
+
+class Orchestration(_Strict):
+    path: str = Field(min_length=1, description="the orchestration folder (or a zip), relative to orchzip.yaml")
+    workspace: Optional[str] = None
+
+
+class Task(_Strict):
+    orchestration: str = Field(min_length=1)
+    args: Dict[str, Any] = {}
+    timeout: Optional[float] = Field(default=None, gt=0)
+    schedule: Optional[str] = None
+    tz: Optional[str] = None
+    overlap: Optional[Literal[OVERLAP_POLICIES]] = None
+    misfire_grace: Optional[float] = Field(default=None, ge=0)
+    retries: Optional[int] = Field(default=None, ge=0)
+    retry_backoff: Optional[float] = Field(default=None, gt=0)
+    no_env: bool = False
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value):
+        from orchzip.runtime.scheduler.trigger import CronTrigger
+        return None if value is None else _as_value_error(lambda: CronTrigger(value, "UTC").expr)
+
+    @field_validator("tz")
+    @classmethod
+    def _zone(cls, value):
+        from orchzip.runtime.scheduler.trigger import resolve_zone
+        return None if value is None else _as_value_error(lambda: str(resolve_zone(value)))
+
+    @model_validator(mode="after")
+    def _schedule_settings(self):
+        stray = [key for key in SCHEDULE_ONLY if getattr(self, key) is not None]
+        if self.schedule is None and stray:
+            raise ValueError(f"{', '.join(stray)} only apply to a scheduled task: add schedule: \"CRON\" or remove them")
+        return self
+
+
+class Project(_Strict):
+    version: Literal[1] = 1
+    workspaces: List[str] = []
+    connections: Dict[str, Connection] = {}
+    pipelines: Dict[str, Pipeline] = {}
+    orchestrations: Dict[str, Orchestration] = {}
+    tasks: Dict[str, Task] = {}
+
+
+def _as_value_error(make):
+    try:
+        return make()
+    except OrchzipError as err:
+        raise ValueError(str(err)) from None
+
+
+# -- reading the file -----------------------------------------------------------------------
+def load_project(path):
+    """The :class:`Project` in ``path``; raises :class:`ProjectFileError` naming file:line: key."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except FileNotFoundError:
+        raise ProjectFileError(f"{path} does not exist; write one with: orchzip init, or orchzip export") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ProjectFileError(f"cannot read {path}: {err}") from None
+    data, lines = parse_yaml(text, path)
+    try:
+        project = Project.model_validate(data)
+    except ValidationError as err:
+        raise ProjectFileError.from_problems([_describe(e, path, lines) for e in err.errors()]) from None
+    problems = [f"{path}:{_line(lines, loc)}: {_dotted(loc)}: {text}" for loc, text in check_references(project)]
+    if problems:
+        raise ProjectFileError.from_problems(problems)
+    return project
+
+
+def parse_yaml(text, path):
+    """``(data, lines)``: the YAML's plain data, and the line of every key path in it."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        raise ProjectFileError(f"{path}:{mark.line + 1 if mark else '?'}: not valid YAML: {err.problem or err}") from None
+    except yaml.YAMLError as err:
+        raise ProjectFileError(f"{path}: not valid YAML: {err}") from None
+    lines = {(): 1}
+    if root is None:
+        return {}, lines
+    if not isinstance(root, yaml.MappingNode):
+        raise ProjectFileError(f"{path}:{root.start_mark.line + 1}: the file must be a mapping of "
+                               "workspaces, connections, pipelines, orchestrations and tasks")
+    lines[()] = root.start_mark.line + 1
+    return _plain(root, (), lines, path, yaml.SafeLoader("")), lines
+
+
+def _plain(node, loc, lines, path, constructor):
+    if isinstance(node, yaml.MappingNode):
+        result = {}
+        for key_node, value_node in node.value:
+            key = constructor.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if not isinstance(key, str):
+                raise ProjectFileError(f"{path}:{line}: {_dotted(loc) or 'top level'}: key {key!r} must be a string")
+            if key in result:
+                raise ProjectFileError(f"{path}:{line}: {_dotted(loc + (key,))}: duplicate key "
+                                       f"(first at line {lines[loc + (key,)]})")
+            lines[loc + (key,)] = line
+            result[key] = _plain(value_node, loc + (key,), lines, path, constructor)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        items = []
+        for index, item in enumerate(node.value):
+            lines[loc + (index,)] = item.start_mark.line + 1
+            items.append(_plain(item, loc + (index,), lines, path, constructor))
+        return items
+    try:
+        return constructor.construct_object(node, deep=True)
+    except yaml.YAMLError as err:
+        raise ProjectFileError(f"{path}:{node.start_mark.line + 1}: {_dotted(loc)}: {err}") from None
+
+
+def _dotted(loc):
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _line(lines, loc):
+    loc = tuple(loc)
+    while loc not in lines:
+        loc = loc[:-1]
+    return lines[loc]
+
+
+def _describe(error, path, lines):
+    loc = tuple(error["loc"])
+    kind, message = error["type"], error["msg"]
+    if kind == "extra_forbidden":
+        allowed = ", ".join(_allowed_keys(loc[:-1])) or "none"
+        message = f"unknown key (allowed here: {allowed})"
+    elif kind == "missing":
+        message = "required key missing"
+    elif message.startswith("Value error, "):
+        message = message[len("Value error, "):]
+    return f"{path}:{_line(lines, loc)}: {_dotted(loc) or 'top level'}: {message}"
+
+
+def _allowed_keys(loc):
+    """The keys the model at ``loc`` takes (``loc`` as pydantic gives it)."""
+    model = Project
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is not None:
+            inner = field.annotation
+            args = getattr(inner, "__args__", ())
+            model = args[-1] if args else inner  # Dict[str, X] -> X
+        # any other part is a name (a key of a Dict[str, X]): same model
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return []
+    return list(model.model_fields)
+
+
+def check_references(project):
+    """``(loc, text)`` for every name the file uses but does not declare."""
+    workspaces = set(project.workspaces)
+    problems = []
+    from orchzip.runtime import connection_schemas
+    for name, connection in project.connections.items():
+        try:
+            connection_schemas.validate(name, connection.type, connection.details)
+        except OrchzipError as err:
+            problems.append((("connections", name), str(err)))
+        for index, workspace in enumerate(connection.workspaces):
+            if workspace not in workspaces:
+                problems.append((("connections", name, "workspaces", index), _undeclared("workspace", workspace, workspaces)))
+    for name, orchestration in project.orchestrations.items():
+        if orchestration.workspace is not None and orchestration.workspace not in workspaces:
+            problems.append((("orchestrations", name, "workspace"), _undeclared("workspace", orchestration.workspace, workspaces)))
+    for name, task in project.tasks.items():
+        if task.orchestration not in project.orchestrations:
+            problems.append((("tasks", name, "orchestration"),
+                             _undeclared("orchestration", task.orchestration, project.orchestrations)))
+    for index, workspace in enumerate(project.workspaces):
+        if project.workspaces.index(workspace) != index:
+            problems.append((("workspaces", index), f"workspace {workspace!r} is listed twice"))
+    return problems
+
+
+def _undeclared(kind, name, known):
+    known_text = ", ".join(sorted(known)) or "none"
+    return f"{kind} {name!r} is not declared under {kind}s: (declared: {known_text})"

@@ -1,0 +1,265 @@
+"""orchzip.yaml: apply makes the state match the file, export writes it back, errors are located."""
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from conftest import EXAMPLE_MODEL, REPO
+
+HOUSEPRICE_LOCAL = os.path.join(REPO, "orchestrations", "houseprice_local")
+
+PROJECT = """\
+workspaces: [houseprice]
+connections:
+  houseprice_inputs:
+    type: duckdb
+    details: {path: data/houses.duckdb, table: house_inputs}
+    workspaces: [houseprice]
+  houseprice_results:
+    type: FILE
+    details: {path: "${RESULTS_DIR}/results.parquet"}
+pipelines:
+  houseprice:
+    model: model.onnx
+orchestrations:
+  houseprice_local: {path: orch, workspace: houseprice}
+tasks:
+  score:
+    orchestration: houseprice_local
+    args: {batch_size: 100, mode: overwrite}
+    timeout: 600
+  nightly:
+    orchestration: houseprice_local
+    schedule: "0 3 * * *"
+    tz: Europe/Berlin
+    overlap: allow
+    retries: 2
+    no_env: true
+"""
+
+
+@pytest.fixture
+def project(tmp_path):
+    """A project folder: orchzip.yaml, a copy of the embedded orchestration, a model."""
+    root = tmp_path / "proj"
+    shutil.copytree(HOUSEPRICE_LOCAL, root / "orch")
+    shutil.copy(EXAMPLE_MODEL, root / "model.onnx")
+    (root / "data").mkdir()
+    (root / "orchzip.yaml").write_text(PROJECT)
+    return root
+
+
+def orchzip(*argv, cwd, env=None, timeout=180):
+    """``orchzip ...`` as a user types it: no ORCHZIP_STATE_DIR, so the state is found from ``cwd``."""
+    full_env = {k: v for k, v in os.environ.items() if k != "ORCHZIP_STATE_DIR"}
+    full_env.update(env or {})
+    done = subprocess.run([sys.executable, "-m", "orchzip", *argv], cwd=str(cwd), env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+    return done
+
+
+def ok(done):
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+def state_rows(state_dir):
+    """Every row of every table of a state, to prove that nothing changed."""
+    with sqlite3.connect(os.path.join(state_dir, "state.db")) as db:
+        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        return {t: sorted(map(repr, db.execute(f"SELECT * FROM {t}").fetchall())) for t in tables}
+
+
+def test_apply_creates_everything_the_file_declares_and_a_second_apply_plans_nothing(project):
+    first = ok(orchzip("apply", cwd=project))
+    assert "7 to create, 0 to update, 0 to delete" in first.stdout
+    assert "+ task nightly (schedule '0 3 * * *')" in first.stdout
+    state = project / ".orchzip"
+    before = state_rows(state)
+
+    second = ok(orchzip("apply", "--json", cwd=project))
+    assert json.loads(second.stdout)["changes"] == []
+    assert state_rows(state) == before
+
+    tasks = json.loads(ok(orchzip("tasks", "list", "--json", cwd=project)).stdout)
+    [nightly] = [t for t in tasks if t["name"] == "nightly"]
+    assert (nightly["kind"], nightly["schedule"], nightly["tz"], nightly["overlap"], nightly["retries"]) == \
+        ("scheduled", "0 3 * * *", "Europe/Berlin", "allow", 2)
+    connection = json.loads(ok(orchzip("connections", "get", "houseprice_inputs", "--json", cwd=project)).stdout)
+    assert connection["details"]["path"] == str(project / "data" / "houses.duckdb")  # relative to the file
+    assert connection["workspace_names"] == ["houseprice"]
+    results = json.loads(ok(orchzip("connections", "get", "houseprice_results", "--json", cwd=project)).stdout)
+    assert results["details"]["path"] == "${RESULTS_DIR}/results.parquet"  # kept unexpanded
+
+
+def test_dry_run_creates_no_state_and_changes_none(project):
+    dry = ok(orchzip("apply", "--dry-run", cwd=project))
+    assert "7 to create" in dry.stdout and "dry run: nothing changed" in dry.stdout
+    assert not (project / ".orchzip").exists()
+
+    ok(orchzip("apply", cwd=project))
+    before = state_rows(project / ".orchzip")
+    text = (project / "orchzip.yaml").read_text()
+    (project / "orchzip.yaml").write_text(text.replace('"0 3 * * *"', '"0 4 * * *"').replace("timeout: 600", ""))
+    dry = ok(orchzip("apply", "--dry-run", "--json", cwd=project))
+    assert [(c["action"], c["name"], c["changed"]) for c in json.loads(dry.stdout)["changes"]] == [
+        ("update", "score", ["timeout"]), ("update", "nightly", ["schedule"])]
+    assert state_rows(project / ".orchzip") == before
+
+
+def test_apply_updates_and_deletes_to_match_an_edited_file(project):
+    ok(orchzip("apply", cwd=project))
+    nightly_id = _task_id(project, "nightly")
+    text = (project / "orchzip.yaml").read_text()
+    text = text.replace("table: house_inputs", "table: other_inputs").replace('"0 3 * * *"', '"30 3 * * *"')
+    text = text.replace("  houseprice:\n    model: model.onnx\n", "  houseprice:\n    model: model.onnx\n"
+                        "    tensor_column: features\n")
+    text = text[:text.index("  score:")] + text[text.index("  nightly:"):]  # drop the run-once task
+    (project / "orchzip.yaml").write_text(text)
+
+    applied = ok(orchzip("apply", cwd=project))
+    assert "~ connection houseprice_inputs: details changed" in applied.stdout
+    assert "~ task nightly: schedule changed" in applied.stdout
+    assert "~ pipeline houseprice: tensor_column changed" in applied.stdout
+    assert "- task score" in applied.stdout
+    assert "0 to create, 3 to update, 1 to delete" in applied.stdout
+    assert _task_id(project, "nightly") == nightly_id  # updated in place: its history stays
+    status = json.loads(ok(orchzip("tasks", "status", nightly_id, "--json", cwd=project)).stdout)
+    assert status["schedule"] == "30 3 * * *" and "T02:30:00" in status["next_fire_times"][0]
+    assert "nothing to change" in ok(orchzip("apply", cwd=project)).stdout
+
+    # Removing the scheduled task from the file kills it: it fires no more.
+    (project / "orchzip.yaml").write_text(text[:text.index("tasks:")])
+    applied = ok(orchzip("apply", cwd=project))
+    assert "- task nightly" in applied.stdout
+    assert json.loads(ok(orchzip("tasks", "status", nightly_id, "--json", cwd=project)).stdout)["status"] == "killed"
+    assert "nothing to change" in ok(orchzip("apply", cwd=project)).stdout
+
+
+def test_a_changed_main_py_updates_the_scheduled_task_to_the_new_zip(project):
+    ok(orchzip("apply", cwd=project))
+    nightly = json.loads(ok(orchzip("tasks", "status", _task_id(project, "nightly"), "--json", cwd=project)).stdout)
+    with open(project / "orch" / "main.py", "a", encoding="utf-8") as fh:
+        fh.write("print('changed')\n")
+    applied = ok(orchzip("apply", cwd=project))
+    assert "~ task nightly: sha changed" in applied.stdout
+    after = json.loads(ok(orchzip("tasks", "status", nightly["id"], "--json", cwd=project)).stdout)
+    assert after["source"] != nightly["source"] and os.path.isfile(nightly["source"])  # the old zip is kept
+    assert "nothing to change" in ok(orchzip("apply", cwd=project)).stdout
+
+
+def test_export_writes_a_file_that_applies_to_the_same_state(project, tmp_path):
+    ok(orchzip("apply", cwd=project))
+    ok(orchzip("export", "-o", "exported.yaml", cwd=project))
+    exported = (project / "exported.yaml").read_text()
+    assert "path: data/houses.duckdb" in exported and "model: model.onnx" in exported  # relative again
+    assert "${RESULTS_DIR}/results.parquet" in exported
+
+    # The exported file describes the same state: applying it there plans nothing ...
+    assert "nothing to change" in ok(orchzip("apply", "-f", "exported.yaml", cwd=project)).stdout
+    # ... and builds the same state from nothing, which exports to the same text.
+    other = tmp_path / "other-state"
+    ok(orchzip("--state-dir", str(other), "apply", "-f", "exported.yaml", cwd=project))
+    again = ok(orchzip("--state-dir", str(other), "export", "-o", "-", cwd=project)).stdout
+    assert again == exported
+
+
+def test_export_refuses_to_overwrite_a_different_file(project):
+    ok(orchzip("apply", cwd=project))
+    refused = orchzip("export", cwd=project)  # ./orchzip.yaml exists, hand-written
+    assert refused.returncode == 2 and "exists and differs; give --force" in refused.stderr
+    ok(orchzip("export", "--force", cwd=project))
+    assert "nothing to change" in ok(orchzip("apply", cwd=project)).stdout
+
+
+def test_export_writes_literal_secrets_as_env_references(tmp_path):
+    state = tmp_path / "state"
+    env = {"ORCHZIP_STATE_DIR": str(state)}
+    key = {"type": "service_account", "private_key": "-----BEGIN PRIVATE KEY-----abc", "dataset": "d", "table": "t"}
+    ok(orchzip("connections", "create", "bq", "--type", "BIGQUERY", "--details", json.dumps(key), cwd=tmp_path, env=env))
+    done = ok(orchzip("export", "-o", "-", cwd=tmp_path, env=env))
+    assert "BEGIN PRIVATE KEY" not in done.stdout and "private_key: ${BQ_PRIVATE_KEY}" in done.stdout
+    assert "set BQ_PRIVATE_KEY" in done.stderr
+    with_secrets = ok(orchzip("export", "-o", "-", "--include-secrets", cwd=tmp_path, env=env))
+    assert "BEGIN PRIVATE KEY-----abc" in with_secrets.stdout
+
+
+def test_run_name_runs_a_declared_task_with_its_args(project):
+    import duckdb
+    with duckdb.connect(str(project / "data" / "houses.duckdb")) as db:
+        db.execute("CREATE TABLE house_inputs AS SELECT tensor FROM read_parquet(?) LIMIT 40",
+                   [os.path.join(REPO, "examples", "houseprice", "inputs.parquet")])
+    ok(orchzip("apply", cwd=project))
+    run = ok(orchzip("run", "score", "--no-env", "--json", cwd=project / "orch", env={"RESULTS_DIR": str(project / "data")}))
+    record = json.loads(run.stdout)
+    assert record["status"] == "success" and record["rows_written"] == 40
+    task = json.loads(ok(orchzip("tasks", "status", record["task_id"], "--json", cwd=project)).stdout)
+    assert task["name"] == "score" and task["args"] == {"batch_size": 100, "mode": "overwrite"} and task["timeout"] == 600
+
+    missing = orchzip("run", "nope", cwd=project)
+    assert missing.returncode == 2
+    assert f"of the project in {project / '.orchzip'}" in missing.stderr and "tasks: nightly, score" in missing.stderr
+
+
+@pytest.mark.parametrize("edit, expected", [
+    (lambda t: t.replace("    tz: Europe/Berlin", "    tz: Mars/Base"),
+     "orchzip.yaml:23: tasks.nightly.tz: unknown time zone 'Mars/Base'"),
+    (lambda t: t.replace("    retries: 2", "    retrys: 2"),
+     "orchzip.yaml:25: tasks.nightly.retrys: unknown key (allowed here: orchestration, args, timeout, schedule"),
+    (lambda t: t.replace('"0 3 * * *"', '"0 3 * *"'),
+     "orchzip.yaml:22: tasks.nightly.schedule: invalid cron string '0 3 * *': it has 4 fields"),
+    (lambda t: t.replace("    orchestration: houseprice_local\n    args", "    orchestration: nope\n    args"),
+     "orchzip.yaml:17: tasks.score.orchestration: orchestration 'nope' is not declared under orchestrations:"),
+    (lambda t: t.replace("    timeout: 600", "    timeout: 600\n    schedule: x\n    schedule: y"),
+     "orchzip.yaml:21: tasks.score.schedule: duplicate key (first at line 20)"),
+    (lambda t: t.replace("    model: model.onnx", "    model: [model.onnx"),
+     "orchzip.yaml:13: not valid YAML"),
+    (lambda t: t.replace("    timeout: 600", "    timeout: 600\n    retries: 1"),
+     "orchzip.yaml:16: tasks.score: retries only apply to a scheduled task"),
+    (lambda t: "pipelines:\n  p: {}\n" + t.replace("pipelines:\n", ""),
+     "orchzip.yaml:2: pipelines.p.model: required key missing"),
+])
+def test_schema_errors_name_file_line_and_key(project, edit, expected):
+    path = project / "orchzip.yaml"
+    path.write_text(edit(path.read_text()))
+    done = orchzip("apply", "--dry-run", cwd=project)
+    assert done.returncode == 2, done
+    assert expected in done.stderr, done.stderr
+    assert str(path) in done.stderr and "Traceback" not in done.stderr
+    assert not (project / ".orchzip").exists()
+
+
+def test_several_schema_errors_are_listed_together(project):
+    path = project / "orchzip.yaml"
+    path.write_text(PROJECT.replace("tz: Europe/Berlin", "tz: Nowhere").replace("overlap: allow", "overlap: sometimes")
+                    + "extra: 1\n")
+    done = orchzip("apply", cwd=project)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert lines[0] == "orchzip: error: 3 problems:"
+    assert any("orchzip.yaml:27: extra: unknown key (allowed here: version, workspaces" in l for l in lines)
+    assert any("orchzip.yaml:24: tasks.nightly.overlap: Input should be 'forbid', 'allow' or 'replace'" in l
+               for l in lines)
+
+
+def _task_id(project, name):
+    tasks = json.loads(ok(orchzip("tasks", "list", "--json", cwd=project)).stdout)
+    return [t["id"] for t in tasks if t["name"] == name and t["status"] not in ("killed", "pending_kill")][0]
+
+
+def test_commands_in_a_subfolder_use_the_project_state_and_the_state_dir_option_wins(project, tmp_path):
+    ok(orchzip("apply", cwd=project))
+    listed = ok(orchzip("pipelines", "list", "--json", cwd=project / "orch"))
+    assert [p["name"] for p in json.loads(listed.stdout)] == ["houseprice"]
+    other = tmp_path / "elsewhere"
+    listed = ok(orchzip("--state-dir", str(other), "pipelines", "list", "--json", cwd=project / "orch"))
+    assert json.loads(listed.stdout) == []
+    listed = ok(orchzip("pipelines", "list", "--json", cwd=project / "orch", env={"ORCHZIP_STATE_DIR": str(other)}))
+    assert json.loads(listed.stdout) == []
+    assert not (project / "orch" / ".orchzip").exists()
