@@ -45,6 +45,12 @@ class MissingCredentials(MLOpsError, TerminalError):
     pass
 
 
+class InvalidCredentials(MLOpsError, TerminalError):
+    """A token, password, user or URL that cannot be sent as given (a line break inside, ...)."""
+
+    exit_code = 2
+
+
 class AuthenticationFailed(MLOpsError, TerminalError):
     """401/403: the token or the user and password were refused."""
 

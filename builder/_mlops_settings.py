@@ -4,13 +4,16 @@ Secrets are kept on the object but never shown: ``repr`` and :meth:`Settings.des
 say where a token or password came from, never its value.
 """
 
+import json
 import os
 
-from ._mlops_errors import MissingCredentials, sanitize_url
+from ._mlops_errors import InvalidCredentials, MissingCredentials, sanitize_url
 
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_RETRIES = 3
 DEFAULT_BACKOFF = 0.5
+SDK_CREDENTIALS = "WALLAROO_SDK_CREDENTIALS"  # the wallaroo SDK's token file (JSON with "token")
+MAX_CREDENTIALS_FILE = 1 << 16
 ENV = {"url": "WALLAROO_URL", "token": "WALLAROO_TOKEN", "user": "WALLAROO_USER", "password": "WALLAROO_PASSWORD"}
 
 
@@ -19,7 +22,9 @@ class Settings:
 
     Each value comes from its keyword (a command-line flag), else from the environment
     (``WALLAROO_URL``, ``WALLAROO_TOKEN``, ``WALLAROO_USER``, ``WALLAROO_PASSWORD``). Given
-    ``token`` or ``user`` explicitly, the environment's credentials are not used.
+    ``token`` or ``user`` explicitly, the environment's credentials are not used. With neither a
+    token nor a user, the token comes from the wallaroo SDK's credentials file, named by
+    ``WALLAROO_SDK_CREDENTIALS``.
 
     :param url: the instance, e.g. ``https://wallaroo.example.com`` or ``http://127.0.0.1:8080``.
     :param token: a bearer token.
@@ -30,7 +35,7 @@ class Settings:
 
     def __init__(self, *, url=None, token=None, user=None, password=None, timeout=DEFAULT_TIMEOUT,
                  retries=DEFAULT_RETRIES, backoff=DEFAULT_BACKOFF, environ=None):
-        env = os.environ if environ is None else environ
+        env = self.environ = os.environ if environ is None else environ
         self.url, self.url_source = _pick(url, "--url", env, "url")
         # A token or user given as a flag wins over any credentials in the environment;
         # the password of a --user may still come from WALLAROO_PASSWORD.
@@ -60,7 +65,13 @@ class Settings:
         return [s for s in (self.token, self.password) if s]
 
     def check(self):
-        """Raise :class:`MissingCredentials` unless a URL and usable credentials are set."""
+        """Raise :class:`MissingCredentials` unless a URL and usable credentials are set.
+
+        Values are cleaned first: whitespace around a token and a line break ending a password
+        (a token file saved on Windows ends in CR LF) go; what is left must be one line.
+        :raises InvalidCredentials: naming where the bad value came from, never the value.
+        """
+        self._clean()
         if not self.url:
             raise MissingCredentials("no Wallaroo instance given: pass --url URL or set WALLAROO_URL "
                                      "(for orchzip serve: http://127.0.0.1:8080)")
@@ -76,11 +87,24 @@ class Settings:
             raise MissingCredentials(f"user {self.user} ({self.user_source}) has no password: set "
                                      "WALLAROO_PASSWORD or pass --password")
 
+    def _clean(self):
+        if self.url is not None:
+            self.url = _one_line(self.url.strip(), "instance URL", self.url_source).rstrip("/") or None
+        if self.token is None and self.user is None and self.environ.get(SDK_CREDENTIALS):
+            self.token, self.token_source = read_sdk_credentials(self.environ[SDK_CREDENTIALS])
+        if self.token is not None:
+            self.token = _one_line(self.token.strip(), "token", self.token_source, ascii_only=True) or None
+        if self.user is not None:
+            self.user = _one_line(self.user.strip(), "user", self.user_source) or None
+        if self.password is not None:
+            self.password = _one_line(self.password.rstrip("\r\n"), "password", self.password_source) or None
+
     @staticmethod
     def register_argparse_arguments(parser):
         group = parser.add_argument_group("Wallaroo instance")
         group.add_argument("--url", help="the instance's URL (default: $WALLAROO_URL)")
-        group.add_argument("--token", help="a bearer token (default: $WALLAROO_TOKEN)")
+        group.add_argument("--token", help="a bearer token (default: $WALLAROO_TOKEN, else the \"token\" of the "
+                           "JSON file named by $WALLAROO_SDK_CREDENTIALS)")
         group.add_argument("--user", help="a user to log in as at the instance's Keycloak (default: $WALLAROO_USER)")
         group.add_argument("--password", help="that user's password (default: $WALLAROO_PASSWORD; "
                            "asked for when missing on a terminal)")
@@ -97,6 +121,38 @@ class Settings:
     def create_client(self, **kwargs):
         from .mlops_client import Client
         return Client(self, **kwargs)
+
+
+def _one_line(value, what, source, ascii_only=False):
+    """``value`` if it is one line of printable text (ASCII for a token), else InvalidCredentials."""
+    bad = any(not c.isprintable() or (ascii_only and (not c.isascii() or c.isspace())) for c in value)
+    if bad:
+        kind = "a line break, space or non-ASCII character" if ascii_only else "a line break or control character"
+        raise InvalidCredentials(f"the {what} from {source} holds {kind} inside; give it again as one "
+                                 f"line (a file saved on Windows: convert it with dos2unix)")
+    return value
+
+
+def read_sdk_credentials(path):
+    """``(token, source)`` from the wallaroo SDK's credentials file (JSON with a ``token``)."""
+    source = f"{SDK_CREDENTIALS} file {path}"
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_CREDENTIALS_FILE + 1)
+    except FileNotFoundError:
+        raise InvalidCredentials(f"{source}: no such file; unset {SDK_CREDENTIALS} or point it at the "
+                                 f"credentials file the wallaroo SDK wrote") from None
+    except OSError as err:
+        raise InvalidCredentials(f"{source}: cannot read it ({err.strerror})") from None
+    try:
+        data = json.loads(raw.decode("utf-8-sig"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        data = None
+    token = data.get("token") if isinstance(data, dict) else None
+    if len(raw) > MAX_CREDENTIALS_FILE or not isinstance(token, str) or not token.strip():
+        raise InvalidCredentials(f"{source}: not a JSON object with a \"token\" string, as the wallaroo SDK "
+                                 f"writes it; log in again, or pass --token")
+    return token, source
 
 
 def _pick(value, flag, env, key):

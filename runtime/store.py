@@ -208,7 +208,16 @@ MIGRATIONS = [
         updated_at TEXT NOT NULL
     );
     """,
-    # 10: the Wallaroo release a task targets (its environment's SDK pins, its results' shape).
+    # 10: the default workspace of each wallaroo SDK user of `orchzip serve` (the workspace
+    # Client.get_current_workspace() gives before set_current_workspace), by the user id of
+    # the SDK's credentials.
+    """
+    CREATE TABLE user_default_workspaces (
+        user_id TEXT PRIMARY KEY,
+        workspace_id INTEGER NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE
+    );
+    """,
+    # 11: the Wallaroo release a task targets (its environment's SDK pins, its results' shape).
     """
     ALTER TABLE tasks ADD COLUMN wallaroo_version TEXT;
     """,
@@ -319,6 +328,18 @@ class Store:
         with self.transaction() as db:
             db.execute("DELETE FROM workspaces WHERE id = ?", (workspace["id"],))
 
+    def default_workspace(self, user_id):
+        """The default workspace of SDK user ``user_id`` (see migration 10), or None."""
+        rows = self._query("SELECT w.* FROM workspaces w JOIN user_default_workspaces d ON d.workspace_id = w.id "
+                           "WHERE d.user_id = ?", (user_id,))
+        return rows[0] if rows else None
+
+    def set_default_workspace(self, user_id, workspace_id):
+        self.get_workspace(id=workspace_id)
+        with self.transaction() as db:
+            db.execute("INSERT INTO user_default_workspaces(user_id, workspace_id) VALUES (?, ?) "
+                       "ON CONFLICT(user_id) DO UPDATE SET workspace_id = excluded.workspace_id", (user_id, workspace_id))
+
     # -- connections ----------------------------------------------------------------------
     def create_connection(self, name, type, details):
         """Store a connection after :func:`connection_schemas.validate` passed it (else it raises)."""
@@ -408,9 +429,12 @@ class Store:
     )
 
     def create_pipeline(self, name, model_path, tensor_column=None, replace=False, workspace_id=None):
-        model_path = os.path.abspath(model_path)
-        if not os.path.isfile(model_path):
-            raise ConfigError(f"model file {model_path} does not exist; give the path of an .onnx file")
+        """Store a pipeline once its name is sound and its model loads (checked now, not at the first run)."""
+        if not isinstance(name, str) or not name.strip() or any(not c.isprintable() for c in name):
+            raise ConfigError("a pipeline needs a non-empty name of printable characters (no line breaks)")
+        if isinstance(tensor_column, str) and not tensor_column.strip():
+            raise ConfigError("--tensor-column must not be empty; leave it out to use the column 'tensor'")
+        model_path = check_model_file(model_path, name)
         if workspace_id is not None:
             self.get_workspace(id=workspace_id)
         verb = "INSERT OR REPLACE" if replace else "INSERT"
@@ -718,6 +742,34 @@ class Store:
         assignments = ", ".join(f"{k} = ?" for k in fields)
         with self.transaction() as db:
             db.execute(f"UPDATE {table} SET {assignments} WHERE id = ?", (*fields.values(), row_id))
+
+
+def check_model_file(model_path, pipeline):
+    """The absolute path of a model file that onnxruntime loads, or one line saying why not."""
+    from orchzip_shim.errors import ModelError
+    from orchzip_shim.models import OnnxModel
+
+    model_path = os.path.abspath(os.path.expanduser(model_path))
+    fix = "give the path of an .onnx model file"
+    if os.path.isdir(model_path):
+        raise ConfigError(f"model {model_path} is a folder, not a file; {fix}")
+    try:
+        with open(model_path, "rb") as fh:
+            head = fh.read(4)
+    except FileNotFoundError:
+        raise ConfigError(f"model file {model_path} does not exist; {fix}") from None
+    except OSError as err:
+        raise ConfigError(f"cannot read model file {model_path} ({err.strerror}); {fix}") from None
+    if not head:
+        raise ConfigError(f"model file {model_path} is empty; {fix}")
+    if head == b"PK\x03\x04":
+        raise ConfigError(f"model file {model_path} is a zip, not an ONNX model; give the .onnx file inside it")
+    try:
+        OnnxModel(model_path, name=pipeline)
+    except ModelError as err:
+        detail = str(err).split(": ", 1)[-1] if "cannot load model" in str(err) else str(err)
+        raise ConfigError(f"model file {model_path} is not an ONNX model orchzip can run ({detail[:200]}); {fix}") from None
+    return model_path
 
 
 class _Transaction:

@@ -176,3 +176,97 @@ def test_bad_rows_already_stored_never_break_list_or_get(tmp_path):
         shown = run_cli(state, tmp_path, "connections", "get", name)
         assert shown.returncode == 0 and f"orchzip connections delete {name}" in shown.stdout, shown
         assert run_cli(state, tmp_path, "connections", "delete", name).returncode == 0
+
+
+# -- credentials: a bad token or password is one line that never shows it ----------------------
+def _sdk_credentials(tmp_path, text):
+    path = tmp_path / "creds.json"
+    path.write_bytes(text.encode())
+    return str(path)
+
+
+CREDENTIAL_CASES = [
+    ("--token with CR LF inside", ["--token", f"{SECRET}\r\nx"], {}, None, "the token from --token holds a line break"),
+    ("WALLAROO_TOKEN with a line break inside", [], {"WALLAROO_TOKEN": f"{SECRET}\nx"}, None,
+     "the token from WALLAROO_TOKEN holds a line break"),
+    ("WALLAROO_TOKEN not ASCII", [], {"WALLAROO_TOKEN": f"{SECRET}\u00e9"}, None, "non-ASCII character"),
+    ("sdk credentials with CR LF inside the token", [], {}, '{"token": "%s\\r\\nx", "user_email": "a"}' % SECRET,
+     "the token from WALLAROO_SDK_CREDENTIALS file"),
+    ("sdk credentials not json", [], {}, f"token: {SECRET}", "not a JSON object with a \"token\" string"),
+    ("sdk credentials missing", [], {"WALLAROO_SDK_CREDENTIALS": "/nonexistent/creds.json"}, None, "no such file"),
+    ("password with a line break inside", ["--user", "bob", "--password", f"{SECRET}\r\nx"], {}, None,
+     "the password from --password holds a line break"),
+    ("WALLAROO_PASSWORD with a control character", [], {"WALLAROO_USER": "bob", "WALLAROO_PASSWORD": f"{SECRET}\x1b[2J"},
+     None, "the password from WALLAROO_PASSWORD holds"),
+]
+
+
+@pytest.mark.parametrize("argv, env, creds, expect", [c[1:] for c in CREDENTIAL_CASES],
+                         ids=[c[0] for c in CREDENTIAL_CASES])
+def test_bad_credentials_are_one_line_that_never_shows_them(tmp_path, argv, env, creds, expect):
+    env = dict(env, WALLAROO_URL="http://127.0.0.1:9")
+    if creds is not None:
+        env["WALLAROO_SDK_CREDENTIALS"] = _sdk_credentials(tmp_path, creds)
+    result = run_cli(tmp_path / "state", tmp_path, "remote", "workspaces", "list", "--retries", "0", *argv, env=env)
+    assert_clean_refusal(result, expect)
+
+
+@pytest.mark.parametrize("env, creds", [
+    ({"WALLAROO_TOKEN": f"{SECRET}\r\n"}, None),  # a token file saved on Windows, read with $(cat ...)
+    ({}, '{"token": "%s\\r\\n", "user_email": "a", "user_id": "b"}' % SECRET),
+], ids=["WALLAROO_TOKEN ending in CR LF", "sdk credentials"])
+def test_a_token_ending_in_a_line_break_is_used(tmp_path, env, creds):
+    env = dict(env, WALLAROO_URL="http://127.0.0.1:9")
+    if creds is not None:
+        env["WALLAROO_SDK_CREDENTIALS"] = _sdk_credentials(tmp_path, creds)
+    result = run_cli(tmp_path / "state", tmp_path, "remote", "workspaces", "list", "--retries", "0", env=env)
+    # Past the credential checks: the (closed) port is what fails.
+    assert_clean_refusal(result, "cannot reach http://127.0.0.1:9", code=1)
+
+
+def test_a_bad_serve_token_file_is_one_line_that_never_shows_it(tmp_path):
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "serve-token").write_bytes(SECRET.encode() + b"\r\nsecond line\r\n")
+    result = run_cli(state, tmp_path, "serve", "--show-token")
+    assert_clean_refusal(result, "serve-token holds a line break")
+    (state / "serve-token").write_bytes(SECRET.encode() + b"\r\n")
+    shown = run_cli(state, tmp_path, "serve", "--show-token")
+    assert shown.returncode == 0 and shown.stdout.strip() == SECRET
+
+
+# -- pipelines: the model is loaded when the pipeline is created ----------------------------------
+def _model(tmp_path, kind):
+    path = tmp_path / "model.onnx"
+    if kind == "text":
+        path.write_text("this is not a model\n")
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "zip":
+        import zipfile
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.write(RF_MODEL, "rf_model.onnx")
+    elif kind == "folder":
+        path.mkdir()
+    elif kind == "good":
+        path.write_bytes(open(RF_MODEL, "rb").read())
+    return str(path)
+
+
+PIPELINE_CASES = [
+    ("text file", "p", "text", "is not an ONNX model orchzip can run"),
+    ("empty file", "p", "empty", "model.onnx is empty"),
+    ("zip", "p", "zip", "is a zip, not an ONNX model; give the .onnx file inside it"),
+    ("folder", "p", "folder", "model.onnx is a folder, not a file"),
+    ("missing", "p", "missing", "model.onnx does not exist"),
+    ("empty name", "", "good", "a pipeline needs a non-empty name"),
+    ("name with a line break", "a\nb", "good", "no line breaks"),
+]
+
+
+@pytest.mark.parametrize("name, kind, expect", [c[1:] for c in PIPELINE_CASES], ids=[c[0] for c in PIPELINE_CASES])
+def test_pipeline_create_checks_the_model(tmp_path, name, kind, expect):
+    result = run_cli(tmp_path / "state", tmp_path, "pipelines", "create", name, "--model", _model(tmp_path, kind))
+    assert_clean_refusal(result, expect)
+    listed = run_cli(tmp_path / "state", tmp_path, "pipelines", "list", "--json")
+    assert listed.returncode == 0 and json.loads(listed.stdout) == []

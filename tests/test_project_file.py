@@ -27,6 +27,7 @@ connections:
 pipelines:
   houseprice:
     model: model.onnx
+    workspace: houseprice
 orchestrations:
   houseprice_local: {path: orch, workspace: houseprice}
 tasks:
@@ -94,6 +95,8 @@ def test_apply_creates_everything_the_file_declares_and_a_second_apply_plans_not
     connection = json.loads(ok(orchzip("connections", "get", "houseprice_inputs", "--json", cwd=project)).stdout)
     assert connection["details"]["path"] == str(project / "data" / "houses.duckdb")  # relative to the file
     assert connection["workspace_names"] == ["houseprice"]
+    [pipeline] = json.loads(ok(orchzip("pipelines", "list", "--json", cwd=project)).stdout)
+    assert pipeline["workspace_name"] == "houseprice"
     results = json.loads(ok(orchzip("connections", "get", "houseprice_results", "--json", cwd=project)).stdout)
     assert results["details"]["path"] == "${RESULTS_DIR}/results.parquet"  # kept unexpanded
 
@@ -209,19 +212,19 @@ def test_run_name_runs_a_declared_task_with_its_args(project):
 
 @pytest.mark.parametrize("edit, expected", [
     (lambda t: t.replace("    tz: Europe/Berlin", "    tz: Mars/Base"),
-     "orchzip.yaml:23: tasks.nightly.tz: unknown time zone 'Mars/Base'"),
+     "orchzip.yaml:24: tasks.nightly.tz: unknown time zone 'Mars/Base'"),
     (lambda t: t.replace("    retries: 2", "    retrys: 2"),
-     "orchzip.yaml:25: tasks.nightly.retrys: unknown key (allowed here: orchestration, args, timeout, schedule"),
+     "orchzip.yaml:26: tasks.nightly.retrys: unknown key (allowed here: orchestration, args, timeout, schedule"),
     (lambda t: t.replace('"0 3 * * *"', '"0 3 * *"'),
-     "orchzip.yaml:22: tasks.nightly.schedule: invalid cron string '0 3 * *': it has 4 fields"),
+     "orchzip.yaml:23: tasks.nightly.schedule: invalid cron string '0 3 * *': it has 4 fields"),
     (lambda t: t.replace("    orchestration: houseprice_local\n    args", "    orchestration: nope\n    args"),
-     "orchzip.yaml:17: tasks.score.orchestration: orchestration 'nope' is not declared under orchestrations:"),
+     "orchzip.yaml:18: tasks.score.orchestration: orchestration 'nope' is not declared under orchestrations:"),
     (lambda t: t.replace("    timeout: 600", "    timeout: 600\n    schedule: x\n    schedule: y"),
-     "orchzip.yaml:21: tasks.score.schedule: duplicate key (first at line 20)"),
+     "orchzip.yaml:22: tasks.score.schedule: duplicate key (first at line 21)"),
     (lambda t: t.replace("    model: model.onnx", "    model: [model.onnx"),
      "orchzip.yaml:13: not valid YAML"),
     (lambda t: t.replace("    timeout: 600", "    timeout: 600\n    retries: 1"),
-     "orchzip.yaml:16: tasks.score: retries only apply to a scheduled task"),
+     "orchzip.yaml:17: tasks.score: retries only apply to a scheduled task"),
     (lambda t: "pipelines:\n  p: {}\n" + t.replace("pipelines:\n", ""),
      "orchzip.yaml:2: pipelines.p.model: required key missing"),
 ])
@@ -243,8 +246,8 @@ def test_several_schema_errors_are_listed_together(project):
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert lines[0] == "orchzip: error: 3 problems:"
-    assert any("orchzip.yaml:27: extra: unknown key (allowed here: version, workspaces" in l for l in lines)
-    assert any("orchzip.yaml:24: tasks.nightly.overlap: Input should be 'forbid', 'allow' or 'replace'" in l
+    assert any("orchzip.yaml:28: extra: unknown key (allowed here: version, workspaces" in l for l in lines)
+    assert any("orchzip.yaml:25: tasks.nightly.overlap: Input should be 'forbid', 'allow' or 'replace'" in l
                for l in lines)
 
 
@@ -263,3 +266,26 @@ def test_commands_in_a_subfolder_use_the_project_state_and_the_state_dir_option_
     listed = ok(orchzip("pipelines", "list", "--json", cwd=project / "orch", env={"ORCHZIP_STATE_DIR": str(other)}))
     assert json.loads(listed.stdout) == []
     assert not (project / "orch" / ".orchzip").exists()
+
+
+@pytest.mark.timeout(600)
+def test_init_then_apply_then_run_predicts_in_the_task_environment(tmp_path):
+    import pyarrow.parquet as pq
+    ok(orchzip("init", "shop", cwd=tmp_path))
+    project = tmp_path / "shop"
+    assert (project / "orchzip.yaml").is_file() and (project / "orchestrations" / "predict" / "main.py").is_file()
+    ok(orchzip("apply", cwd=project))
+    # A real run: main.py in the environment built from the orchestration's requirements.txt.
+    run = json.loads(ok(orchzip("run", "predict", "--json", cwd=project, timeout=540)).stdout)
+    assert run["status"] == "success" and run["rows_written"] == 8
+    table = pq.read_table(project / "data" / "predictions.parquet").to_pydict()
+    # The starter model is linear: 50,000 + 25,000 bedrooms + 15,000 bathrooms + 150 sqft - 1,000 age.
+    assert table["out_variable"][0] == [pytest.approx(50_000 + 25_000 * 3 + 15_000 * 2 + 150 * 1500 - 1_000 * 10)]
+    assert table["in_bedrooms"] == [3, 2, 4, 5, 1, 3, 4, 2]
+    assert "nothing to change" in ok(orchzip("apply", cwd=project)).stdout
+
+
+def test_init_refuses_to_overwrite_a_project(tmp_path):
+    ok(orchzip("init", cwd=tmp_path))
+    again = orchzip("init", cwd=tmp_path)
+    assert again.returncode == 2 and "already has" in again.stderr and "orchzip.yaml" in again.stderr

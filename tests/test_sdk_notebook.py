@@ -1,8 +1,7 @@
 """The real wallaroo SDK from PyPI, as a notebook uses it, against a real `orchzip serve`.
 
 The SDK is a test client only, never a dependency of orchzip: it gets its own Python 3.10
-virtual environment, built on first use and cached under ``$ORCHZIP_TEST_CACHE`` or
-``~/.cache/orchzip-tests`` (as the BigQuery emulator's is). The test is skipped only when that
+virtual environment (tests/support/wallaroo_sdk.py). The test is skipped only when that
 environment cannot be built (no network at first use); any step of the flow that fails fails it.
 The flow itself is tests/fixtures/sdk/notebook_flow.py, run in that environment.
 """
@@ -15,43 +14,16 @@ import sys
 
 import pytest
 
-from conftest import PYTHON310
-from tests.support.bq import cached_venv
+from tests.support.wallaroo_sdk import sdk_python  # noqa: F401
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "serve"))
 from serve_helpers import Server  # noqa: E402
 
-SDK_VERSION = "2026.1.3"
 HERE = os.path.dirname(os.path.abspath(__file__))
 HELLO = os.path.join(HERE, "fixtures", "serve", "hello")
 FLOW = os.path.join(HERE, "fixtures", "sdk", "notebook_flow.py")
 FLOW_SECONDS = 600
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z (stdout|stderr) [FP] ")
-
-
-@pytest.fixture(scope="session")
-def sdk_python():
-    """The python of a Python 3.10 environment holding wallaroo==SDK_VERSION."""
-    if not os.path.exists(PYTHON310):
-        pytest.skip(f"no Python 3.10 at {PYTHON310} (set ORCHZIP_PYTHON310) for the wallaroo SDK's environment")
-    try:
-        python = cached_venv(f"wallaroo-sdk-{SDK_VERSION}", [f"wallaroo=={SDK_VERSION}"], PYTHON310)
-    except (RuntimeError, subprocess.TimeoutExpired) as err:
-        last = [line for line in str(err).splitlines() if line.strip()][-1:] or [type(err).__name__]
-        pytest.skip(f"the wallaroo {SDK_VERSION} environment could not be built (network?): {last[0][:300]}")
-    _compile_once(python)
-    return python
-
-
-def _compile_once(python):
-    """Byte-compile the environment once: the SDK imports hundreds of modules, and the suite runs
-    with PYTHONDONTWRITEBYTECODE, so otherwise every run compiles them all again."""
-    marker = os.path.join(os.path.dirname(os.path.dirname(python)), ".orchzip-compiled")
-    if os.path.exists(marker):
-        return
-    subprocess.run([python, "-m", "compileall", "-q", "-j", "0", os.path.dirname(os.path.dirname(python))],
-                   capture_output=True, timeout=900)
-    open(marker, "w").close()
 
 
 def run_flow(sdk_python, server, zip_path, tmp_path):
@@ -84,7 +56,9 @@ def test_the_wallaroo_sdk_runs_the_notebook_flow_against_orchzip_serve(sdk_pytho
         server.stop()
 
     assert seen["steps"][-1] == "list_tasks"
-    # Workspaces: found, made on demand, and a missing one refused as the SDK words it.
+    # The user's default workspace, made once; workspaces found, made on demand, a missing one refused.
+    default = seen["default_workspace"]
+    assert default["name"] == "notebook@example.com - Default Workspace" and default["again_id"] == default["id"]
     assert seen["workspace"]["name"] == "notebook-ws" and seen["workspace"]["again_id"] == seen["workspace"]["id"]
     assert "create_if_not_exist" in seen["missing_workspace_error"]
     assert "<td>notebook-ws</td>" in seen["workspaces_html"]

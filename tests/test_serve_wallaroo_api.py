@@ -35,7 +35,12 @@ WORKSPACE_BY_PK = """query WorkspaceById($id: bigint!) { workspace_by_pk(id: $id
   archived created_at created_by id name users { user_id }
   models(order_by: {updated_at: desc}) { id models { id } } pipelines { id } } }"""
 DEFAULT_WORKSPACE = """query UserDefaultWorkspace($user_id: String = "") {
-  user_default_workspace(where: {user_id: {_eq: $user_id}}) { workspace { id name } } }"""
+  user_default_workspace(where: {user_id: {_eq: $user_id}}) { workspace { id name pipelines { id } } } }"""
+CREATE_DEFAULT_WORKSPACE = """mutation CreateDefault($user_id: String!, $workspace_name: String!, $user_type: String) {
+  insert_workspace_one(object: {name: $workspace_name, owner_id: $user_id, created_by: $user_id,
+      users: {data: {user_id: $user_id, user_type: $user_type}}, archived: false,
+      user_default_workspaces: {data: {user_id: $user_id}}},
+    on_conflict: {constraint: workspace_name_key, update_columns: []}) { id name } }"""
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +98,7 @@ def test_introspection_gives_a_schema_every_sdk_query_validates_against(server):
     assert "errors" not in introspected
     schema = build_client_schema(introspected["data"])
     for query in (ORCHESTRATION_BY_PK, ORCHESTRATIONS_BY_TASK, ORCHESTRATIONS_OF_WORKSPACE, WORKSPACE_BY_PK,
-                  DEFAULT_WORKSPACE):
+                  DEFAULT_WORKSPACE, CREATE_DEFAULT_WORKSPACE):
         assert validate(schema, parse(query)) == [], query
     # And it refuses what it does not declare, as the SDK's client would before sending.
     assert validate(schema, parse("{ orchestration_by_pk(id: \"x\") { no_such_field } }"))
@@ -113,6 +118,34 @@ def test_orchestration_and_workspace_read_over_graphql(server, setup):
     ws = graphql(server, WORKSPACE_BY_PK, {"id": setup["workspace_id"]})["data"]["workspace_by_pk"]
     assert ws["name"] == "wallaroo-api" and ws["archived"] is False and ws["id"] == setup["workspace_id"]
     assert ws["models"] == [] and ws["users"] == []
+
+
+def test_a_users_default_workspace_is_made_once_and_found_after(server):
+    assert graphql(server, DEFAULT_WORKSPACE, {"user_id": "ann"})["data"] == {"user_default_workspace": []}
+    variables = {"user_id": "ann", "workspace_name": "ann - Default Workspace", "user_type": "OWNER"}
+    made = graphql(server, CREATE_DEFAULT_WORKSPACE, variables)["data"]["insert_workspace_one"]
+    assert made["name"] == "ann - Default Workspace"
+    again = graphql(server, CREATE_DEFAULT_WORKSPACE, variables)["data"]["insert_workspace_one"]
+    assert again["id"] == made["id"]  # on_conflict: the existing one
+    found = graphql(server, DEFAULT_WORKSPACE, {"user_id": "ann"})["data"]["user_default_workspace"]
+    assert [d["workspace"]["id"] for d in found] == [made["id"]]
+    assert graphql(server, DEFAULT_WORKSPACE, {"user_id": "bob"})["data"] == {"user_default_workspace": []}
+    listed = server.post("/v1/api/workspaces/list", {}).json()["workspaces"]
+    assert "ann - Default Workspace" in [w["name"] for w in listed]
+    clash = graphql(server, """mutation { insert_workspace_one(object: {name: "ann - Default Workspace"}) { id } }""")
+    assert "already exists" in clash["errors"][0]["message"]
+    empty = graphql(server, """mutation { insert_workspace_one(object: {name: " "}) { id } }""")
+    assert "non-empty name" in empty["errors"][0]["message"]
+
+
+def test_a_workspaces_pipelines_are_listed(server, tmp_path):
+    from conftest import RF_MODEL
+    from serve_helpers import orchzip
+    ws = server.post("/v1/api/workspaces/create", {"workspace_name": "with-pipeline"}).json()["workspace_id"]
+    orchzip(server.state_dir, "pipelines", "create", "ws-pipe", "--model", RF_MODEL, "--workspace", "with-pipeline")
+    rest = next(w for w in server.post("/v1/api/workspaces/list", {}).json()["workspaces"] if w["id"] == ws)
+    over_graphql = graphql(server, WORKSPACE_BY_PK, {"id": ws})["data"]["workspace_by_pk"]
+    assert len(rest["pipelines"]) == 1 and over_graphql["pipelines"] == [{"id": rest["pipelines"][0]}]
 
 
 def test_missing_rows_are_null_and_bad_queries_are_graphql_errors(server):

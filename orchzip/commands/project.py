@@ -120,8 +120,34 @@ def _write_new(target, text, force):
     os.replace(target + ".tmp", target)
 
 
+def cmd_init(args):
+    from orchzip.runtime import project
+    from orchzip.runtime.project._starter import STARTER_TASK
+    folder = os.path.abspath(args.folder)
+    written = project.init(folder)
+    if args.json:
+        print_json({"folder": folder, "files": written, "task": STARTER_TASK})
+        return
+    for path in written:
+        print(f"wrote {os.path.relpath(path)}")
+    where = "" if folder == os.getcwd() else f"cd {os.path.relpath(folder)} && "
+    print(f"next: {where}orchzip apply && orchzip run {STARTER_TASK}", file=sys.stderr)
+
+
 def register(subparsers):
     import argparse
+    p = subparsers.add_parser(
+        "init", help="write a starter project: orchzip.yaml, an orchestration, a model and data",
+        description="Write a starter project into FOLDER (default: here): orchzip.yaml declaring a "
+        "connection to read (data/houses.csv), one to write (data/predictions.parquet), a pipeline "
+        "(model/model.onnx, a small linear house-price model), the orchestration "
+        "orchestrations/predict and a run-once task. Then: orchzip apply && orchzip run predict. "
+        "Refuses to overwrite any file.",
+    )
+    p.add_argument("folder", nargs="?", default=".", help="where to write the project (created if missing)")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_init)
+
     p = subparsers.add_parser(
         "apply", help="make the local state match orchzip.yaml (plan first; --dry-run)",
         description=APPLY_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,

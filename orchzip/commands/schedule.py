@@ -131,7 +131,7 @@ def cmd_tasks_status(args):
     if args.json:
         print_json(status)
         return
-    keys = ["id", "name", "kind", "status", "source", "args", "timeout", "created_at", "updated_at"]
+    keys = ["id", "name", "kind", "status", "source", "source_sha", "args", "timeout", "created_at", "updated_at"]
     if status["kind"] == "scheduled":
         keys += ["schedule", "tz", "overlap", "misfire_grace", "retries", "retry_backoff", "paused", "retry_at"]
     for key in keys:
@@ -256,6 +256,7 @@ def _register_tasks(subparsers):
     p.set_defaults(func=cmd_tasks_list)
     for action, func, text in (
         ("status", cmd_tasks_status, "one task: status, schedule, next fires, last runs, skipped fires"),
+        ("show", cmd_tasks_status, "the same as status: one task, with the sha256 of the zip it runs"),
         ("pause", _cmd_pause_resume("pause"), "stop firing a scheduled task (a running run goes on)"),
         ("resume", _cmd_pause_resume("resume"), "fire a paused task again from its next fire (no catch-up)"),
     ):

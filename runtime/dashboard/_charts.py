@@ -64,7 +64,7 @@ def timeline(runs, chart_id="timeline", width=900, height=44, link=lambda run: N
             bar = (f'<rect x="{i * step:.2f}" y="4" width="{max(step - gap, 0.5):.2f}" height="{height - 8}" '
                    f'fill="{fill_for(run["status"], chart_id)}"><title>{escape(run_label(run))}</title></rect>')
             href = link(run)
-            out.append(f'<a href="{escape(href)}">{bar}</a>' if href else bar)
+            out.append(f'<a href="{escape(href)}" tabindex="-1">{bar}</a>' if href else bar)
     out.append("</svg>")
     return "".join(out)
 
@@ -123,7 +123,7 @@ def plot(runs, key, chart_id, title, unit, width=900, height=220, link=lambda ru
             dot = (f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{radius}" fill="{fill_for(run["status"], chart_id)}">'
                    f'<title>{escape(f"{value:g} {unit} · " + run_label(run))}</title></circle>')
             href = link(run)
-            out.append(f'<a href="{escape(href)}">{dot}</a>' if href else dot)
+            out.append(f'<a href="{escape(href)}" tabindex="-1">{dot}</a>' if href else dot)
         out.append(f'<text x="{left}" y="{height - 6}" class="axis">{start:%Y-%m-%d %H:%M}</text>'
                    f'<text x="{width - right}" y="{height - 6}" text-anchor="end" class="axis">{end:%Y-%m-%d %H:%M}</text>')
     out.append("</svg>")

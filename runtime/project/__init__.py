@@ -102,7 +102,7 @@ def run_recipe(state_dir, name):
     )
 
 
-def init(folder, name=None):
+def init(folder):
     """Write a starter project into ``folder``; returns the paths written."""
     from orchzip.runtime.project._starter import write_starter
-    return write_starter(folder, name)
+    return write_starter(folder)

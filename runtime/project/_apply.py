@@ -41,8 +41,9 @@ def _set_workspaces(store, name, workspaces):
 
 # -- pipelines and orchestrations -------------------------------------------------------------
 def create_pipeline(store, change, on_progress):
+    workspace = change.desired["workspace"]
     store.create_pipeline(change.name, change.desired["model"], tensor_column=change.desired["tensor_column"],
-                          replace=True)
+                          replace=True, workspace_id=store.get_workspace(workspace)["id"] if workspace else None)
 
 
 update_pipeline = create_pipeline

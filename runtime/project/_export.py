@@ -50,7 +50,8 @@ def export_project(store, base_dir, include_secrets=False):
         tasks[name] = _task_entry(t)
     for key, value in (
         ("connections", connections),
-        ("pipelines", {n: _drop_empty({"model": _relative(base_dir, p["model"]), "tensor_column": p["tensor_column"]})
+        ("pipelines", {n: _drop_empty({"model": _relative(base_dir, p["model"]), "tensor_column": p["tensor_column"],
+                                       "workspace": p["workspace"]})
                        for n, p in state["pipeline"].items()}),
         ("orchestrations", orchestrations), ("tasks", tasks),
     ):

@@ -104,7 +104,8 @@ def desired_state(project, base_dir):
                    "workspaces": sorted(c.workspaces)}
             for name, c in project.connections.items()
         },
-        "pipeline": {name: {"model": _absolute(base_dir, p.model), "tensor_column": p.tensor_column}
+        "pipeline": {name: {"model": _absolute(base_dir, p.model), "tensor_column": p.tensor_column,
+                            "workspace": p.workspace}
                      for name, p in project.pipelines.items()},
         "orchestration": {name: {"path": _absolute(base_dir, o.path), "workspace": o.workspace}
                           for name, o in project.orchestrations.items()},
@@ -120,7 +121,8 @@ def current_state(store):
         "workspace": {w["name"]: {} for w in store.list_workspaces()},
         "connection": {c["name"]: {"type": c["type"], "details": c["details"], "workspaces": sorted(c["workspace_names"])}
                        for c in store.list_connections()},
-        "pipeline": {p["name"]: {"model": p["model_path"], "tensor_column": p["tensor_column"]}
+        "pipeline": {p["name"]: {"model": p["model_path"], "tensor_column": p["tensor_column"],
+                                 "workspace": p["workspace_name"]}
                      for p in store.list_pipelines()},
         "orchestration": {o["name"]: {"path": o["path"], "workspace": o["workspace"]}
                           for o in store.list_project_orchestrations()},

@@ -49,6 +49,7 @@ class Connection(_Strict):
 class Pipeline(_Strict):
     model: str = Field(min_length=1, description="the ONNX model file, relative to orchzip.yaml")
     tensor_column: Optional[str] = None
+    workspace: Optional[str] = None  # a pipeline lives in at most one workspace, as on Wallaroo
 
 
 class Orchestration(_Strict):
@@ -225,6 +226,9 @@ def check_references(project):
         for index, workspace in enumerate(connection.workspaces):
             if workspace not in workspaces:
                 problems.append((("connections", name, "workspaces", index), _undeclared("workspace", workspace, workspaces)))
+    for name, pipeline in project.pipelines.items():
+        if pipeline.workspace is not None and pipeline.workspace not in workspaces:
+            problems.append((("pipelines", name, "workspace"), _undeclared("workspace", pipeline.workspace, workspaces)))
     for name, orchestration in project.orchestrations.items():
         if orchestration.workspace is not None and orchestration.workspace not in workspaces:
             problems.append((("orchestrations", name, "workspace"), _undeclared("workspace", orchestration.workspace, workspaces)))

@@ -4,6 +4,7 @@ import hmac
 import os
 import secrets
 
+from orchzip.errors import ConfigError
 from orchzip.runtime.server._http import error_response
 
 TOKEN_FILE = "serve-token"
@@ -20,10 +21,14 @@ def load_or_create_token(state_dir):
     try:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     except FileExistsError:
-        with open(path, encoding="ascii") as fh:
-            token = fh.read().strip()
-        if token:
-            return token
+        with open(path, "rb") as fh:
+            raw = fh.read(4096).strip()  # a file edited on Windows ends in CR LF
+        if raw and not all(33 <= b < 127 for b in raw):
+            # Never echo it: it is the server's secret. One line, and how to get a good one.
+            raise ConfigError(f"token file {path} holds a line break, space or non-ASCII character inside; "
+                              f"write one line of ASCII into it, or delete it and orchzip serve makes a new one")
+        if raw:
+            return raw.decode("ascii")
         fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
     token = secrets.token_urlsafe(32)
     with os.fdopen(fd, "w", encoding="ascii") as fh:

@@ -68,8 +68,9 @@ def remove_from_workspace(ctx, body):
 
 
 def workspace_json(store, row):
+    # Models live inside local pipelines, not in workspaces: none are listed.
     return {"id": row["id"], "name": row["name"], "created_at": row["created_at"], "created_by": "local",
-            "archived": False, "models": [], "pipelines": []}
+            "archived": False, "models": [], "pipelines": [p["id"] for p in store.list_pipelines(row["id"])]}
 
 
 def create_workspace(ctx, body):

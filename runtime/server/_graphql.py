@@ -6,8 +6,10 @@ against it before sending, so the schema below declares every type, field, argum
 variable type that the SDK's orchestration and workspace documents select (named as Wallaroo's
 Hasura schema names them: ``orchestration_by_pk``, ``uuid``, ``bigint``, ``order_by``...). The
 parsing, validation, introspection and execution are graphql-core's; only the resolvers, which
-read the state store, are ours. Mutations are not served: the SDK makes orchestrations,
-workspaces and connections over the REST API, which this server answers.
+read the state store, are ours. The one mutation served is the workspace insert the SDK makes
+for a user's default workspace (``Client.get_current_workspace()`` before any
+``set_current_workspace``); orchestrations, other workspaces and connections it makes over the
+REST API, which this server answers.
 """
 
 from graphql import GraphQLError, build_schema, graphql_sync
@@ -97,6 +99,26 @@ type pipeline { id: bigint!, pipeline_id: String }
 
 type user_default_workspace { user_id: String!, workspace: workspace! }
 
+input workspace_users_insert_input { user_id: String, user_type: String }
+input workspace_users_arr_rel_insert_input { data: [workspace_users_insert_input!]! }
+input user_default_workspace_insert_input { user_id: String }
+input user_default_workspace_arr_rel_insert_input { data: [user_default_workspace_insert_input!]! }
+input workspace_insert_input {
+  name: String
+  owner_id: String
+  created_by: String
+  archived: Boolean
+  users: workspace_users_arr_rel_insert_input
+  user_default_workspaces: user_default_workspace_arr_rel_insert_input
+}
+enum workspace_constraint { workspace_name_key workspace_pkey }
+enum workspace_update_column { archived created_by name owner_id }
+input workspace_on_conflict { constraint: workspace_constraint!, update_columns: [workspace_update_column!]! }
+
+type mutation_root {
+  insert_workspace_one(object: workspace_insert_input!, on_conflict: workspace_on_conflict): workspace
+}
+
 type query_root {
   orchestration_by_pk(id: uuid!): orchestration
   orchestration(where: orchestration_bool_exp): [orchestration!]!
@@ -105,7 +127,7 @@ type query_root {
   user_default_workspace(where: user_default_workspace_bool_exp): [user_default_workspace!]!
 }
 
-schema { query: query_root }
+schema { query: query_root, mutation: mutation_root }
 """
 
 
@@ -121,10 +143,10 @@ def orchestration_node(row):
 
 
 def workspace_node(row):
-    # Local workspaces have no users and no archive; models and pipelines are not per workspace
-    # in the state store, so none are listed (the SDK shows their counts).
+    # Local workspaces have no users and are never archived; models live inside local pipelines,
+    # not in workspaces (the SDK shows the counts). Pipelines resolve when selected.
     return {"archived": False, "created_at": row["created_at"], "created_by": "local", "group_id": None,
-            "id": row["id"], "name": row["name"], "users": [], "models": [], "pipelines": []}
+            "id": row["id"], "name": row["name"], "users": [], "models": []}
 
 
 def _matches(value, condition):
@@ -176,10 +198,38 @@ def resolve_workspace_orchestrations(workspace, info):
     return [orchestration_node(r) for r in _store(info).list_orchestrations(workspace["id"])]
 
 
+def resolve_workspace_pipelines(workspace, info):
+    return [{"id": p["id"], "pipeline_id": p["name"]} for p in _store(info).list_pipelines(workspace["id"])]
+
+
 def resolve_user_default_workspace(_, info, where=None):
-    # Local users have no default workspace: the SDK then asks to make one (a mutation, not
-    # served), so notebooks pick theirs with get_workspace(...) and set_current_workspace(...).
-    return []
+    user_id = ((where or {}).get("user_id") or {}).get("_eq")
+    if user_id is None:
+        raise GraphQLError("user_default_workspace needs where: {user_id: {_eq: ...}}")
+    row = _store(info).default_workspace(user_id)
+    return [{"user_id": user_id, "workspace": workspace_node(row)}] if row else []
+
+
+def resolve_insert_workspace_one(_, info, object, on_conflict=None):
+    """Create a workspace; with ``on_conflict`` an existing one of that name is answered instead.
+
+    Users named in ``user_default_workspaces`` get it as their default workspace.
+    """
+    from orchzip.runtime.store import AlreadyExists
+    store = _store(info)
+    name = object.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise GraphQLError("a workspace needs a non-empty name")
+    try:
+        row = store.create_workspace(name)
+    except AlreadyExists:
+        if on_conflict is None:
+            raise GraphQLError(f"a workspace named {name!r} already exists") from None
+        row = store.get_workspace(name)
+    for entry in (object.get("user_default_workspaces") or {}).get("data") or []:
+        if entry.get("user_id"):
+            store.set_default_workspace(entry["user_id"], row["id"])
+    return workspace_node(row)
 
 
 def build():
@@ -191,8 +241,10 @@ def build():
     query["workspace_by_pk"].resolve = resolve_workspace_by_pk
     query["workspace"].resolve = resolve_workspaces
     query["user_default_workspace"].resolve = resolve_user_default_workspace
+    schema.mutation_type.fields["insert_workspace_one"].resolve = resolve_insert_workspace_one
     schema.type_map["orchestration"].fields["workspace"].resolve = resolve_orchestration_workspace
     schema.type_map["workspace"].fields["orchestrations"].resolve = resolve_workspace_orchestrations
+    schema.type_map["workspace"].fields["pipelines"].resolve = resolve_workspace_pipelines
     return schema
 
 

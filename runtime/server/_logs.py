@@ -4,13 +4,13 @@ Wallaroo serves container log lines, ``<RFC3339 UTC time, ns> <stdout|stderr> <F
 (the SDK's log display parses the first token as a time and drops the next two), framed by its
 own lines: setting up, environment ready, run complete with the run's status.
 
-A log already written in that form is served as it is. A plain log (what main.py printed,
-stdout and stderr in one file, without times) is put in that form here: its lines carry the
+A log already written in that form (the runner's, see ``runtime/task_logs.py``) is served as
+it is. A plain log (of a run recorded before the runner wrote that form: stdout and stderr in
+one file, without times) is put in that form here: its lines carry the
 time the run started, the closing line the time it ended, all on ``stdout``.
 """
 
 import datetime
-import os
 import re
 
 WALLAROO_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z (stdout|stderr) [FP] ")
@@ -25,20 +25,21 @@ def rfc3339(iso):
     return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond * 1000:09d}Z"
 
 
-def _read(path):
-    if not path or not os.path.exists(path):
-        return []
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        return fh.read().splitlines()
+def _first_line(path):
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return fh.readline()
+    except (FileNotFoundError, TypeError):
+        return ""
 
 
 def wallaroo_log_lines(run, lines=None):
     """The run's log lines in Wallaroo's form; the last ``lines`` of them when given (0: all)."""
-    raw = _read(run.get("log_path"))
-    if raw and WALLAROO_LINE.match(raw[0]):
-        framed = raw  # already written in Wallaroo's form
-    else:
-        framed = _frame(run, raw)
+    from orchzip.runtime.task_logs import read_lines
+    path = run.get("log_path")
+    if WALLAROO_LINE.match(_first_line(path)):
+        return read_lines(path, lines)  # written in Wallaroo's form: only the tail asked for is read
+    framed = _frame(run, read_lines(path) if path else [])
     return framed[-lines:] if lines else framed
 
 
