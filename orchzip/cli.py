@@ -80,6 +80,18 @@ def _accept_state_dir_anywhere(parser):
                 _accept_state_dir_anywhere(sub)
 
 
+def _state_note(err, state_dir):
+    """Where a name was looked up and not found: states are found per folder, so say which."""
+    from orchzip.errors import UnknownConnection, UnknownPipeline
+    from orchzip.runtime.store import DB_NAME, NotFound
+    if not isinstance(err, (NotFound, UnknownConnection, UnknownPipeline)):
+        return ""
+    state_dir = os.path.abspath(state_dir)
+    if not os.path.isfile(os.path.join(state_dir, DB_NAME)):
+        return f" (looked in the state at {state_dir}, which does not exist yet)"
+    return f" (looked in the state at {state_dir})"
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -97,7 +109,7 @@ def main(argv=None):
     try:
         return args.func(args) or EXIT_OK
     except OrchzipError as err:
-        print(f"orchzip: error: {err}", file=sys.stderr)
+        print(f"orchzip: error: {err}{_state_note(err, args.state_dir)}", file=sys.stderr)
         return getattr(err, "exit_code", EXIT_USAGE)
     except KeyboardInterrupt:
         print("orchzip: interrupted", file=sys.stderr)

@@ -227,11 +227,20 @@ MIGRATIONS = [
 class Store:
     """The state directory's database. Safe to share between threads of one process."""
 
-    def __init__(self, state_dir):
+    def __init__(self, state_dir, create=True):
+        """:param create: False for commands that only read: a state that does not exist is
+            then read as an empty one (in memory), and nothing is written to disk."""
         self.state_dir = os.path.abspath(state_dir)
+        self.path = os.path.join(self.state_dir, DB_NAME)
+        self.exists = create or os.path.isfile(self.path)
+        if not self.exists:
+            self._lock = threading.RLock()
+            self._db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+            self._db.row_factory = sqlite3.Row
+            self._migrate()
+            return
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
         os.chmod(self.state_dir, 0o700)
-        self.path = os.path.join(self.state_dir, DB_NAME)
         fresh = not os.path.exists(self.path)
         if fresh:
             # Create the file owner-only before SQLite writes anything into it.

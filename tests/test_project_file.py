@@ -302,3 +302,17 @@ def test_the_example_orchestrations_project_applies_and_exports_what_it_declares
     assert f"model: {os.path.join(REPO, 'examples', 'houseprice', 'model.onnx')}" in exported  # outside: absolute
     assert "path: houseprice_local" in exported and "timeout: 600\n" in exported
     assert not os.path.exists(os.path.join(examples, ".orchzip"))
+
+
+def test_read_only_commands_create_no_state_and_missing_names_say_where_they_looked(tmp_path):
+    for argv in (("runs", "list"), ("tasks", "list"), ("connections", "list"), ("pipelines", "list"),
+                 ("workspaces", "list"), ("runs", "logs", "--last")):
+        orchzip(*argv, cwd=tmp_path)
+    assert not (tmp_path / ".orchzip").exists()
+    missing = orchzip("connections", "get", "houses", cwd=tmp_path)
+    assert missing.returncode == 2 and len(missing.stderr.splitlines()) == 1
+    assert f"(looked in the state at {tmp_path / '.orchzip'}, which does not exist yet)" in missing.stderr
+    assert not (tmp_path / ".orchzip").exists()
+    ok(orchzip("workspaces", "create", "team", cwd=tmp_path))
+    missing = orchzip("tasks", "status", "abc", cwd=tmp_path)
+    assert missing.stderr.rstrip().endswith(f"(looked in the state at {tmp_path / '.orchzip'})")

@@ -34,14 +34,14 @@ def test_create_list_get_and_delete_a_workspace_as_json_and_as_text(cli):
 
 
 @pytest.mark.timeout(120)
-def test_user_errors_are_one_line_saying_what_to_do(cli):
+def test_user_errors_are_one_line_saying_what_to_do(cli, state_dir):
     ok(cli("workspaces", "create", "team"))
     duplicate = cli("workspaces", "create", "team")
     assert duplicate.code == 2 and duplicate.err == "orchzip: error: workspace 'team' already exists\n"
     missing = cli("workspaces", "get", "nope")
     assert missing.code == 2
     assert missing.err == ("orchzip: error: unknown workspace 'nope' (known: team); "
-                           "create it with: orchzip workspaces create nope\n")
+                           f"create it with: orchzip workspaces create nope (looked in the state at {state_dir})\n")
     assert cli("workspaces", "delete", "nope").err == missing.err
     assert cli("workspaces", "create", " ").err == "orchzip: error: a workspace needs a non-empty name\n"
     no_connection = cli("workspaces", "add-connection", "team", "houses")

@@ -157,18 +157,23 @@ def cmd_run(args):
     return 0 if run["status"] == "success" else EXIT_TASK_FAILED
 
 
-def open_store(args):
-    """The store, with runs whose `orchzip run` died unrecorded marked failed first."""
+def open_store(args, create=True):
+    """The store, with runs whose `orchzip run` died unrecorded marked failed first.
+
+    :param create: False for commands that only read: a missing state reads as empty and is
+        not created.
+    """
     from orchzip.runtime.runner import reconcile_lost_runs
     from orchzip.runtime.store import Store
 
-    store = Store(args.state_dir)
-    reconcile_lost_runs(store)
+    store = Store(args.state_dir, create=create)
+    if store.exists:
+        reconcile_lost_runs(store)
     return store
 
 
 def cmd_runs_list(args):
-    rows = open_store(args).list_runs(task_id=args.task, status=args.status, limit=args.limit)
+    rows = open_store(args, create=False).list_runs(task_id=args.task, status=args.status, limit=args.limit)
     if args.json:
         print_json(rows)
     else:
@@ -183,7 +188,7 @@ def _fmt_seconds(run):
 
 def _chosen_run(args):
     """The run named by RUN_ID, or with --last the newest run."""
-    store = open_store(args)
+    store = open_store(args, create=False)
     if args.last == bool(args.run_id):
         raise ConfigError("name a run: give a RUN_ID (or its first characters) or --last, not both")
     if args.last:

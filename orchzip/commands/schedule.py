@@ -107,7 +107,7 @@ def cmd_scheduler(args):
 # -- tasks ----------------------------------------------------------------------------------
 def cmd_tasks_list(args):
     from orchzip.runtime.scheduler.loop import scheduler_alive
-    store = open_store(args)
+    store = open_store(args, create=False)
     tasks = store.list_tasks(kind=args.kind)
     if args.status:
         tasks = [t for t in tasks if t["status"] == args.status]
@@ -128,7 +128,7 @@ def cmd_tasks_list(args):
 def cmd_tasks_status(args):
     from orchzip.runtime.scheduler.clock import from_iso
     from orchzip.runtime.scheduler.control import task_status
-    status = task_status(open_store(args), args.task_id)
+    status = task_status(open_store(args, create=False), args.task_id)
     if args.json:
         print_json(status)
         return
@@ -153,7 +153,7 @@ def cmd_tasks_status(args):
 
 
 def cmd_tasks_runs(args):
-    store = open_store(args)
+    store = open_store(args, create=False)
     task = store.get_task(args.task_id)
     rows = store.list_runs(task_id=task["id"], status=args.status, limit=args.limit)
     if args.json:
@@ -164,7 +164,7 @@ def cmd_tasks_runs(args):
 
 
 def cmd_tasks_logs(args):
-    store = open_store(args)
+    store = open_store(args, create=False)
     task = store.get_task(args.task_id)
     if args.run:
         run = store.get_run(args.run)

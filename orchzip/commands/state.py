@@ -50,9 +50,9 @@ def read_details(args):
     return details
 
 
-def _store(args):
+def _store(args, create=True):
     from orchzip.runtime.store import Store
-    return Store(args.state_dir)
+    return Store(args.state_dir, create=create)  # create=False: a read that never makes a state
 
 
 def _absolute_paths(connection_type, details):
@@ -79,7 +79,7 @@ def cmd_connections_create(args):
 
 
 def cmd_connections_get(args):
-    return _show_connection(args, _store(args).get_connection(args.name))
+    return _show_connection(args, _store(args, create=False).get_connection(args.name))
 
 
 def _show_connection(args, row):
@@ -94,7 +94,7 @@ def _show_connection(args, row):
 
 
 def cmd_connections_list(args):
-    rows = [dict(r, details=mask_details(r["details"])) for r in _store(args).list_connections()]
+    rows = [dict(r, details=mask_details(r["details"])) for r in _store(args, create=False).list_connections()]
     if args.json:
         print_json(rows)
     else:
@@ -126,7 +126,7 @@ def cmd_pipelines_create(args):
 
 
 def cmd_pipelines_list(args):
-    rows = _store(args).list_pipelines()
+    rows = _store(args, create=False).list_pipelines()
     if args.json:
         print_json(rows)
     else:

@@ -8,9 +8,9 @@ connections there. Pipelines outside every workspace are in the default one a ta
 from orchzip.commands._output import add_json_flag, print_deleted, print_json, print_table
 
 
-def _store(args):
+def _store(args, create=True):
     from orchzip.runtime.store import Store
-    return Store(args.state_dir)
+    return Store(args.state_dir, create=create)  # create=False: a read that never makes a state
 
 
 def _detail(store, row):
@@ -33,12 +33,12 @@ def cmd_create(args):
 
 
 def cmd_get(args):
-    store = _store(args)
+    store = _store(args, create=False)
     _show(args, store, store.get_workspace(args.name))
 
 
 def cmd_list(args):
-    store = _store(args)
+    store = _store(args, create=False)
     rows = [_detail(store, w) for w in store.list_workspaces()]
     if args.json:
         print_json(rows)
