@@ -302,7 +302,10 @@ def register(subparsers):
         description="Run an orchestration once on this machine: a folder is built into a zip "
         "first; the zip is unpacked into a fresh run directory and main.py runs in a child "
         "process with the task args and the local connections and pipelines. The task's "
-        "output is shown and kept in the run's log. Exits 1 when the task fails.",
+        "output is shown and kept in the run's log. Exits 1 when the task fails. Ctrl-C, SIGTERM "
+        "and SIGHUP stop the task's whole process tree and record the run killed. The run's "
+        "status follows its sinks' commits; a task arg run_id (--arg run_id=NAME) names its "
+        "output, so running the same run_id again writes nothing twice.",
     )
     p.add_argument("target", help="an orchestration zip or folder, or the name of a task (or orchestration) "
                    "in the project's orchzip.yaml, applied with `orchzip apply`: its args and timeout apply, "
