@@ -152,6 +152,8 @@ def cmd_run(args):
         print_json(run)
     else:
         print(describe_run(run), file=sys.stderr)
+        if run.get("note"):  # how the status was settled from the sinks' commits
+            print(f"orchzip: note: {run['note']}", file=sys.stderr)
         if run["status"] != "success":
             print(f"orchzip: error: {run['error'] or run['status']} (log: {run['log_path']})", file=sys.stderr)
     return 0 if run["status"] == "success" else EXIT_TASK_FAILED
