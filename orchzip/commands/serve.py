@@ -2,9 +2,12 @@
 
 import ipaddress
 import logging
+import os
 import sys
 
+from orchzip.commands._output import add_wallaroo_version_flag
 from orchzip.errors import ConfigError
+from orchzip.runtime.wallaroo_versions import VERSION_ENV
 
 LOOPBACK_NAMES = ("localhost",)
 
@@ -29,6 +32,9 @@ def cmd_serve(args):
     if args.max_upload_bytes is not None and args.max_upload_bytes <= 0:
         raise ConfigError(f"--max-upload-bytes must be positive, not {args.max_upload_bytes}")
     load_or_create_token(args.state_dir)
+    if args.wallaroo_version:
+        # The server's tasks, packaging and scheduler all default to the process's version.
+        os.environ[VERSION_ENV] = args.wallaroo_version
     if not _is_loopback(args.host):
         print(f"orchzip: warning: serving on {args.host}, reachable from other machines; anyone with the "
               f"token can run code here", file=sys.stderr)
@@ -43,12 +49,15 @@ def cmd_serve(args):
 def register(subparsers):
     p = subparsers.add_parser(
         "serve", help="serve a local Wallaroo-compatible API (connections, orchestrations, tasks, inference)",
-        description="Serve Wallaroo's MLOps REST API (/v1/api/connections, workspaces, orchestration, task) "
-        "and the pipeline inference URL (/v1/api/pipelines/infer/...) on this machine, backed by the "
-        "state directory, the local runner and the scheduler. Every request needs "
-        "'Authorization: Bearer TOKEN'; the token is made at first start and kept owner-only in the "
-        "state directory. Scripts and `orchzip upload`/`orchzip remote` work against it with "
-        "WALLAROO_URL=http://HOST:PORT and WALLAROO_TOKEN=$(orchzip serve --show-token).",
+        description="Serve Wallaroo's MLOps REST API (/v1/api/connections, workspaces, orchestration, task), "
+        "the GraphQL reads the wallaroo SDK makes (/v1/graphql) and the pipeline inference URL "
+        "(/v1/api/pipelines/infer/...) on this machine, backed by the state directory, the local runner "
+        "and the scheduler. Every request but GET /v1/api/config needs 'Authorization: Bearer TOKEN'; the "
+        "token is made at first start and kept owner-only in the state directory. Scripts and "
+        "`orchzip upload`/`orchzip remote` work against it with WALLAROO_URL=http://HOST:PORT and "
+        "WALLAROO_TOKEN=$(orchzip serve --show-token); the wallaroo SDK with "
+        "wallaroo.Client(api_endpoint=URL, auth_type=\"token\") and WALLAROO_SDK_CREDENTIALS naming a JSON "
+        "file {\"token\": TOKEN, \"user_email\": ..., \"user_id\": ...}.",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, loopback only)")
     p.add_argument("--port", type=int, default=8080, help="port to listen on (default: 8080)")
@@ -59,4 +68,5 @@ def register(subparsers):
     p.add_argument("--no-scheduler", action="store_true",
                    help="do not fire scheduled tasks from this process (run `orchzip scheduler` instead)")
     p.add_argument("--max-upload-bytes", type=int, help="refuse larger orchestration zips (default: 100 MiB)")
+    add_wallaroo_version_flag(p, "tasks target (their environments' SDK pins, their results' shape)")
     p.set_defaults(func=cmd_serve)
