@@ -284,3 +284,122 @@ def test_a_file_output_keeps_its_mode_and_leftovers_of_dead_runs_are_removed(orc
     assert os.stat(path).st_mode & 0o777 == 0o640
     assert not leftover.exists()
     assert output_rows(setup, "file") == 2 * ROWS
+
+
+# -- the scheduler and the server, killed outright while a task is at a point of its commit --
+
+def start_daemon(state_dir, tmp_path, name, *argv, env=None):
+    log = open(tmp_path / f"{name}.log", "ab")
+    proc = subprocess.Popen([sys.executable, "-m", "orchzip", "--state-dir", state_dir, *argv],
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            env=dict(os.environ, **(env or {})), start_new_session=True)
+    log.close()
+    return proc
+
+
+def stop_daemon(proc):
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(30)
+
+
+def ledger_keys(setup):
+    with duckdb.connect(str(setup["out"] / "results.duckdb"), read_only=True) as db:
+        return sorted(r[0] for r in db.execute("SELECT key FROM __orchzip_ledger").fetchall())
+
+
+@pytest.mark.parametrize("point", ["prepared", "committed"])
+def test_a_scheduler_killed_outright_settles_its_runs_from_their_commits_and_retries_exactly_once(
+        orchzip_cli, setup, state_dir, tmp_path, point):
+    from orchzip.runtime.store import Store
+
+    marker = str(tmp_path / "faulted")
+    # Fires 30 s apart: the retry (1 s after the restart) comes before the next fire, which a
+    # retry must (a retry due after the next fire is dropped).
+    scheduled = orchzip_cli("schedule", setup["zip"], "--cron", "*/30 * * * * *", "--no-env", "--retries", "1",
+                            "--retry-backoff", "1", "--misfire-grace", "0", "--json",
+                            "--args", json.dumps({"output": "duck", "fault_once": marker}))
+    assert scheduled.code == 0, scheduled
+    task = scheduled.json()
+    fault = {"ORCHZIP_FAULT": f"{point}:pause"}
+    first = start_daemon(state_dir, tmp_path, "scheduler-1", "scheduler", "--grace", "2", env=fault)
+    second = None
+    store = Store(state_dir)
+    try:
+        lost = paused_run(orchzip_cli, point)
+        first.send_signal(signal.SIGKILL)
+        first.wait(30)
+        wait_for(lambda: gone(lost["pid"]), 30, "the task to die with its scheduler")
+        second = start_daemon(state_dir, tmp_path, "scheduler-2", "scheduler", "--grace", "2", env=fault)
+        settled = wait_for(lambda: (lambda r: r if r["status"] != "running" else None)(store.get_run(lost["id"])),
+                           60, "the lost run to be settled")
+        assert settled["status"] == ("failure" if point == "prepared" else "success"), settled
+        if point == "prepared":  # retried for the same fire, with the same key
+            retry = wait_for(lambda: [r for r in store.list_runs(task_id=task["id"])
+                                      if r["fire_time"] == lost["fire_time"] and r["id"] != lost["id"]
+                                      and r["status"] == "success"], 60, "the retry of the lost fire")[0]
+            assert retry["idempotency_key"] == lost["idempotency_key"] and retry["attempt"] == 2
+        assert orchzip_cli("tasks", "pause", task["id"]).code == 0
+        wait_for(lambda: not store.list_runs(task_id=task["id"], status="running"), 60, "the runs to end")
+    finally:
+        for proc in (first, second):
+            if proc is not None:
+                stop_daemon(proc)
+        store.close()
+    runs = orchzip_cli("tasks", "runs", task["id"], "--limit", "100", "--json").json()
+    committed = sorted({r["idempotency_key"] for r in runs if r["status"] == "success"})
+    assert lost["idempotency_key"] in committed
+    assert ledger_keys(setup) == committed  # each successful fire's key once, no other
+    assert output_rows(setup, "duck") == ROWS * len(committed)  # and its rows once
+    shown = orchzip_cli("tasks", "show", task["id"])
+    assert task["source_sha"] in shown.out and task["source"].endswith(f"{task['source_sha']}.zip")
+    assert_nothing_left_behind(setup, state_dir)
+
+
+def test_orchzip_serve_killed_outright_keeps_the_records_true(setup, state_dir, tmp_path):
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "serve"))
+    from serve_helpers import Server
+    from orchzip.runtime.store import Store
+
+    marker = str(tmp_path / "faulted")
+    os.environ["ORCHZIP_FAULT"] = "committed:pause"  # read by the server started next, passed to its tasks
+    try:
+        server = Server(state_dir, tmp_path / "serve-1.log", "--no-env").start()
+    finally:
+        del os.environ["ORCHZIP_FAULT"]
+    restarted = None
+    store = Store(state_dir)
+    try:
+        workspace = server.post("/v1/api/workspaces/create", {"workspace_name": "w"}).json()["workspace_id"]
+        with open(setup["zip"], "rb") as fh:
+            files = {"file": ("writer.zip", fh.read(), "application/zip"),
+                     "metadata": (None, json.dumps({"workspace_id": workspace}).encode(), "application/json")}
+        orch_id = server.post("/v1/api/orchestration/upload", files=files).json()["id"]
+        wait_for(lambda: server.post("/v1/api/orchestration/get_by_id", {"id": orch_id}).json()["status"] == "ready",
+                 120, "the orchestration to be packaged")
+        args = {"output": "file", "run_id": "serve-1", "fault_once": marker}
+        body = {"orch_id": orch_id, "workspace_id": workspace, "json": args}
+        task_id = server.post("/v1/api/task/run_once", body).json()["id"]
+        run = wait_for(lambda: (lambda rs: rs[0] if rs and rs[0]["log_path"] and os.path.exists(rs[0]["log_path"])
+                                and "paused at committed" in open(rs[0]["log_path"]).read() else None)(
+                                    store.list_runs(task_id=task_id)), 60, "the task to pause after its commit")
+        server.process.send_signal(signal.SIGKILL)
+        server.process.wait(30)
+        wait_for(lambda: gone(run["pid"]), 30, "the task to die with the server")
+        restarted = Server(state_dir, tmp_path / "serve-2.log", "--no-env").start()
+        settled = store.get_run(run["id"])
+        assert settled["status"] == "success" and output_rows(setup, "file") == ROWS, settled
+        again = restarted.post("/v1/api/task/run_once", body).json()["id"]
+        retry = wait_for(lambda: (lambda rs: rs[0] if rs and rs[0]["status"] != "running" else None)(
+            store.list_runs(task_id=again)), 60, "the retry to end")
+        assert retry["status"] == "success" and f"already committed by run {run['id']}" in retry["note"], retry
+        shown = restarted.post("/v1/api/task/list_task_runs", {"task_id": again}).json()[0]
+        assert shown["idempotency_key"] == "serve-1" and shown["note"] == retry["note"]
+        assert output_rows(setup, "file") == ROWS
+    finally:
+        for srv in (server, restarted):
+            if srv is not None and srv.process.poll() is None:
+                srv.process.kill()
+                srv.process.wait(30)
+        store.close()
+    assert_nothing_left_behind(setup, state_dir)

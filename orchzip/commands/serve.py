@@ -43,12 +43,15 @@ def cmd_serve(args):
 def register(subparsers):
     p = subparsers.add_parser(
         "serve", help="serve a local Wallaroo-compatible API (connections, orchestrations, tasks, inference)",
-        description="Serve Wallaroo's MLOps REST API (/v1/api/connections, workspaces, orchestration, task) "
-        "and the pipeline inference URL (/v1/api/pipelines/infer/...) on this machine, backed by the "
-        "state directory, the local runner and the scheduler. Every request needs "
-        "'Authorization: Bearer TOKEN'; the token is made at first start and kept owner-only in the "
-        "state directory. Scripts and `orchzip upload`/`orchzip remote` work against it with "
-        "WALLAROO_URL=http://HOST:PORT and WALLAROO_TOKEN=$(orchzip serve --show-token).",
+        description="Serve Wallaroo's MLOps REST API (/v1/api/connections, workspaces, orchestration, task), "
+        "the GraphQL reads the wallaroo SDK makes (/v1/graphql) and the pipeline inference URL "
+        "(/v1/api/pipelines/infer/...) on this machine, backed by the state directory, the local runner "
+        "and the scheduler. Every request but GET /v1/api/config needs 'Authorization: Bearer TOKEN'; the "
+        "token is made at first start and kept owner-only in the state directory. Scripts and "
+        "`orchzip upload`/`orchzip remote` work against it with WALLAROO_URL=http://HOST:PORT and "
+        "WALLAROO_TOKEN=$(orchzip serve --show-token); the wallaroo SDK with "
+        "wallaroo.Client(api_endpoint=URL, auth_type=\"token\") and WALLAROO_SDK_CREDENTIALS naming a JSON "
+        "file {\"token\": TOKEN, \"user_email\": ..., \"user_id\": ...}.",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, loopback only)")
     p.add_argument("--port", type=int, default=8080, help="port to listen on (default: 8080)")

@@ -2,9 +2,8 @@
 
 import time
 
-
 from orchzip.runtime.dashboard._session import COOKIE
-from orchzip.runtime.dashboard._web import action, redirect, render, safe_next
+from orchzip.runtime.dashboard._web import action, redirect, render, safe_next, session_nonce
 
 RUN_ROW_WAIT_SECONDS = 5.0
 
@@ -69,9 +68,8 @@ def logout(request):
 
 
 async def login_form(request):
-    from orchzip.runtime.dashboard._web import _session_nonce
     target = safe_next(request.query_params.get("next"))
-    if _session_nonce(request) is not None:
+    if session_nonce(request) is not None:
         return redirect(target)
     return render(request, "login.html", title="Sign in", next=target, error=None)
 

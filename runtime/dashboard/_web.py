@@ -106,7 +106,7 @@ def safe_next(value, default="/"):
     return default
 
 
-def _session_nonce(request):
+def session_nonce(request):
     sessions = request.app.state.sessions
     nonce = sessions.valid(request.cookies.get(COOKIE))
     if nonce is None:
@@ -121,7 +121,7 @@ def page(handler):
     """A GET page that needs a signed-in user; its body runs on a worker thread."""
     @functools.wraps(handler)
     async def run(request):
-        nonce = _session_nonce(request)
+        nonce = session_nonce(request)
         if nonce is None:
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return redirect("/ui/login?next=" + quote(safe_next(target), safe=""))
@@ -134,7 +134,7 @@ def action(handler):
     """A POST that changes something: signed in, and the form's CSRF token must match the session's."""
     @functools.wraps(handler)
     async def run(request):
-        nonce = _session_nonce(request)
+        nonce = session_nonce(request)
         if nonce is None:
             return render(request, "error.html", status=401, title="Not signed in",
                           message="Sign in first: your session has ended or was never started.")

@@ -47,8 +47,9 @@ def schedule_task(store, target, cron, name=None, args=None, timeout=None, tz="U
                   log_max_bytes=None):
     """Register ``target`` (a zip or an orchestration folder) as a scheduled task; returns it.
 
-    A folder is built into a zip now: later edits to the folder do not change the task,
-    as with an orchestration uploaded to Wallaroo.
+    A folder is built into a zip now, and the task keeps its own immutable copy of the zip,
+    named by its sha256 (see :func:`keep_immutable_copy`): later edits, rebuilds or a deleted
+    ``dist/`` do not change the task, as with an orchestration uploaded to Wallaroo.
 
     :param cron: 5 fields (or 6, seconds first); evaluated in ``tz``.
     :param no_env: run in orchzip's own Python instead of the zip's task environment, which
@@ -59,17 +60,41 @@ def schedule_task(store, target, cron, name=None, args=None, timeout=None, tz="U
     """
     trigger = validate_schedule(cron, tz, timeout, overlap, misfire_grace, retries, retry_backoff)
     from orchzip.runtime.runner import prepare_zip
-    zip_path = prepare_zip(store, target)
+    zip_path, sha = keep_immutable_copy(store, prepare_zip(store, target))
     if not no_env:
         prepare_environment(zip_path, on_progress=on_env_progress)
     return store.create_task(
         "scheduled", zip_path, args=args or {}, name=name or os.path.basename(os.path.abspath(target)),
+        source_sha=sha,
         timeout=timeout, schedule=trigger.expr, tz=str(trigger.tz), overlap=overlap,
         misfire_grace=DEFAULT_MISFIRE_GRACE if misfire_grace is None else misfire_grace,
         retries=retries, retry_backoff=DEFAULT_RETRY_BACKOFF if retry_backoff is None else retry_backoff,
         next_fire_at=to_iso(trigger.next_fire_time(now or _utcnow())), no_env=1 if no_env else 0,
         log_max_bytes=log_max_bytes,
     )
+
+
+def keep_immutable_copy(store, zip_path):
+    """``(path, sha256)`` of the task's own read-only copy of ``zip_path``, named by its sha256.
+
+    A scheduled task runs the code it was scheduled with, as an orchestration uploaded to
+    Wallaroo does: rebuilding or deleting ``dist/`` later changes nothing. Copies are content
+    addressed, so tasks scheduled from the same bytes share one.
+    """
+    import hashlib
+    import shutil
+    digest = hashlib.sha256()
+    with open(zip_path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    sha = digest.hexdigest()
+    kept = os.path.join(store.dir_for("zips"), f"{sha}.zip")
+    if not os.path.exists(kept):
+        tmp = f"{kept}.{os.getpid()}.tmp"
+        shutil.copyfile(zip_path, tmp)
+        os.chmod(tmp, 0o400)
+        os.replace(tmp, kept)  # whole or absent, even if we are killed while copying
+    return kept, sha
 
 
 def prepare_environment(zip_path, on_progress=None):
@@ -129,6 +154,10 @@ def request_kill(store, task_id):
     task = store.get_task(task_id)
     if task["status"] in FINAL_TASK_STATUSES:
         raise ConfigError(f"task {task['id']} has already ended ({task['status']}); nothing to kill")
+    if task["kind"] == "run_once" and task["status"] == "started" \
+            and not store.list_runs(task_id=task["id"], status="running", limit=1):
+        # Its run has ended (the task stays `started`, as on Wallaroo): nothing to stop.
+        return store.update_task(task["id"], status="killed")
     from orchzip.runtime.scheduler.loop import scheduler_alive
     if task["kind"] == "scheduled" and scheduler_alive(store) is None:
         # No scheduler owns its runs: nothing would ever act on pending_kill. A run a dead

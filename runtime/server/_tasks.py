@@ -60,7 +60,10 @@ def task_json(store, task, run_limit=DEFAULT_LAST_RUNS):
 def run_json(run):
     status = run["status"] if run["status"] in RUN_STATUSES else "unknown"
     return {"run_id": run["id"], "status": status, "created_at": run["created_at"],
-            "updated_at": run["updated_at"], "task": run["task_id"]}
+            "updated_at": run["updated_at"], "task": run["task_id"],
+            # orchzip's own: what names the run's output across retries, and how its status
+            # was settled from its sinks' commits (e.g. "already committed by run X").
+            "idempotency_key": run.get("idempotency_key"), "note": run.get("note")}
 
 
 def _orchestration_to_run(ctx, orch_id, workspace_id):

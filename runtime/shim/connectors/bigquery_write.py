@@ -6,13 +6,16 @@ a local temporary directory; nothing reaches BigQuery until ``commit``, which ru
 atomically: its rows all appear when the job succeeds, none when it fails. So a run that fails
 or is killed before or during commit leaves the table as it was.
 
-Retrying a run must not load twice. The load job gets a job id derived from the run (task arg
-or env ``ORCHZIP_RUN_ID``; on Wallaroo ``WALLAROO_TASK_ID`` plus a hash of the results, as the
-task id is the same for every run of a scheduled task) and the target table. BigQuery
+Retrying a run must not load twice. The load job gets a job id derived from the run's
+idempotency key (the same for every retry of one fire; else ``ORCHZIP_RUN_ID``; on Wallaroo
+the ``run_id`` task arg, else ``WALLAROO_TASK_ID`` plus a hash of the results, as the task id
+is the same for every run of a scheduled task) and the target table: BigQuery's job history
+is this sink's ledger. BigQuery
 refuses a second job with an id it already knows (409 Already Exists), so a retried commit finds
 the job of the first try instead of starting a new one: done, it loads nothing again; still
 running, it is waited for; failed (which loaded nothing), the next id ``..._1``, ``..._2`` is
-tried. Without any run id (a plain script) the id is random, and a retry can duplicate rows.
+tried. A commit that finds its job already done sets ``already_committed_by`` (the run named
+by the job's ``orchzip_run`` label). Without any run id (a plain script) the id is random, and a retry can duplicate rows.
 """
 
 import hashlib
@@ -276,12 +279,19 @@ class BigQuerySink(Sink):
     # -- the load job -------------------------------------------------------------------
 
     def _needs_content_hash(self):
-        return not (self.run_id or os.environ.get("ORCHZIP_RUN_ID")) and bool(os.environ.get("WALLAROO_TASK_ID"))
+        return not (self.run_id or self.ledger_key or os.environ.get("ORCHZIP_RUN_ID")) \
+            and bool(os.environ.get("WALLAROO_TASK_ID"))
 
     def run_key(self):
-        """What names this run's load job, the same on every retry of the run."""
+        """What names this run's load job, the same on every retry of the run.
+
+        The run's idempotency key (``ledger_key``: the same for every retry of one fire)
+        comes first: a retry of a run whose load did commit finds that job and loads nothing.
+        """
         if self.run_id:
             return str(self.run_id)
+        if self.ledger_key:
+            return str(self.ledger_key)
         if os.environ.get("ORCHZIP_RUN_ID"):
             return os.environ["ORCHZIP_RUN_ID"]
         if os.environ.get("WALLAROO_TASK_ID"):
@@ -292,6 +302,9 @@ class BigQuerySink(Sink):
         key = self.run_key()
         digest = hashlib.sha256(f"{self.table_id}|{self.mode}|{key}".encode("utf-8")).hexdigest()[:16]
         return f"orchzip_{re.sub(r'[^A-Za-z0-9_-]', '_', key)[:64]}_{digest}"
+
+    def target(self):
+        return {"type": "BIGQUERY", "table_id": self.table_id}
 
     def _load_config(self):
         module = bigquery()
@@ -304,6 +317,9 @@ class BigQuerySink(Sink):
         options = module.ParquetOptions()
         options.enable_list_inference = True  # a Parquet LIST is an ARRAY, not a STRUCT
         config.parquet_options = options
+        run = self.ledger_run or os.environ.get("ORCHZIP_RUN_ID")
+        if run and re.fullmatch(r"[a-z0-9_-]{1,63}", run):
+            config.labels = {"orchzip_run": run}  # names the run a later retry finds it done by
         return config
 
     def _load(self):
@@ -314,6 +330,10 @@ class BigQuerySink(Sink):
             job, earlier = self._job(job_id, config)
             error = self._wait(job)
             if error is None:
+                if earlier:
+                    # An earlier try of this key loaded the rows: this commit writes nothing.
+                    self.already_committed_by = f"{job.labels.get('orchzip_run', 'an earlier run')} (load job {job_id})" \
+                        if getattr(job, "labels", None) else f"an earlier run (load job {job_id})"
                 return job_id
             if error.__class__ is BigQueryUnavailable and transient < self.settings.retries:
                 transient += 1

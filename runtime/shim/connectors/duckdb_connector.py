@@ -19,6 +19,7 @@ each commit.
 
 import os
 import re
+import threading
 import uuid
 
 from ..errors import BadInput, ConfigError, MissingDependency
@@ -260,16 +261,16 @@ class DuckDBSink(Sink):
         if self._cursor is None and self.ledger_key and os.path.exists(path):
             self._begin()  # no rows: the ledger still says whether this key committed
         if self._cursor is not None:
-            self._commit_with_ledger()
+            # DuckDB lets one process open a file, so this lock serializes every commit into
+            # it: concurrent retries of one key see each other's ledger rows, one writes.
+            with _commit_lock(path):
+                self._commit_with_ledger()
         self._end()
 
     def _commit_with_ledger(self):
         duckdb = _duckdb()
         if self.ledger_key:
-            self._cursor.execute(
-                f"CREATE TABLE IF NOT EXISTS {LEDGER_TABLE} (key VARCHAR NOT NULL, target VARCHAR NOT NULL, "
-                f"run_id VARCHAR, rows BIGINT, mode VARCHAR, committed_at TIMESTAMPTZ, PRIMARY KEY (target, key))"
-            )
+            self._create_ledger()
         self._cursor.execute("BEGIN TRANSACTION")
         try:
             earlier = self._ledger_entry()
@@ -301,6 +302,12 @@ class DuckDBSink(Sink):
             self.abort()  # drop the staged rows: they are already in the table
             return
         self._staging = None
+
+    def _create_ledger(self):
+        self._cursor.execute(
+            f"CREATE TABLE IF NOT EXISTS {LEDGER_TABLE} (key VARCHAR NOT NULL, target VARCHAR NOT NULL, "
+            f"run_id VARCHAR, rows BIGINT, mode VARCHAR, committed_at TIMESTAMPTZ, PRIMARY KEY (target, key))"
+        )
 
     def _ledger_entry(self):
         if not self.ledger_key:
@@ -350,6 +357,15 @@ class DuckDBSink(Sink):
             self._cursor.close()
             self._cursor = None
         self._ended = True
+
+
+_commit_locks = {}
+_commit_locks_guard = threading.Lock()
+
+
+def _commit_lock(path):
+    with _commit_locks_guard:
+        return _commit_locks.setdefault(path, threading.Lock())
 
 
 def _split(quoted_table):
