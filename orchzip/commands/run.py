@@ -8,7 +8,7 @@ import sys
 
 from orchzip.errors import ConfigError
 from orchzip.runtime.task_logs import is_framing, parse_line, read_lines
-from orchzip.commands._output import add_json_flag, print_json, print_table
+from orchzip.commands._output import add_json_flag, add_wallaroo_version_flag, print_json, print_table
 from orchzip.commands.state import parse_json_object
 
 EXIT_TASK_FAILED = 1
@@ -94,7 +94,7 @@ def execute(args, target, task_args):
                 log_max_bytes=getattr(args, "log_max_bytes", None),
                 on_event=progress.on_event, on_output=None if args.json else progress.on_output,
                 should_stop=lambda task: kill_requested(store, task["id"]),  # honours `orchzip tasks kill`
-                **_environment_options(args),
+                wallaroo_version=getattr(args, "wallaroo_version", None), **_environment_options(args),
             )
     finally:
         progress.close()
@@ -281,6 +281,8 @@ def add_run_arguments(parser):
     parser.add_argument("--no-env", action="store_true",
                         help="run main.py in orchzip's own Python instead of an environment built "
                         "(and cached) from the zip's requirements.txt")
+    add_wallaroo_version_flag(parser, "the task targets: its environment gets that SDK's pinned "
+                              "packages and its results that release's shape")
     parser.add_argument("--log-max-bytes", metavar="SIZE", type=_log_size,
                         help="the most each run's log keeps, e.g. 16MiB or 512k: past it the log keeps "
                         "its first quarter and its most recent lines and says how much it left out "

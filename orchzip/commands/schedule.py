@@ -69,6 +69,7 @@ def cmd_schedule(args):
         store, args.target, args.cron, name=args.name, args=task_args, timeout=args.timeout, tz=args.tz,
         overlap=args.overlap, misfire_grace=args.misfire_grace, retries=args.retries, retry_backoff=args.retry_backoff,
         no_env=args.no_env, on_env_progress=_show_progress, log_max_bytes=args.log_max_bytes,
+        wallaroo_version=args.wallaroo_version,
     )
     fires = next_fire_times(task, 3)
     if args.json:
