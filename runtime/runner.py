@@ -34,8 +34,10 @@ BOOTSTRAP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "task_boots
 KILL_GRACE_SECONDS = 3.0
 POLL_SECONDS = 0.1
 
-# A run-once task ends with the status of its run, in Wallaroo's words for tasks.
-TASK_STATUS_FOR_RUN = {"success": "success", "failure": "failed", "killed": "killed", "timed_out": "timed_out"}
+# A run-once task's status once its run ended. As on Wallaroo, a task that has run stays
+# `started` whatever its run's outcome (success, failure, timed_out): the outcome lives on the
+# run. Only a kill ends the task itself.
+TASK_STATUS_FOR_RUN = {"success": "started", "failure": "started", "killed": "killed", "timed_out": "started"}
 
 
 def prepare_zip(store, target):

@@ -4,6 +4,7 @@ processes, on a seconds schedule. Every wait has a deadline; every process is ki
 import datetime
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -212,9 +213,15 @@ def test_pause_stops_fires_and_resume_starts_them_again(orchzip_cli, tmp_path, s
     assert listed[task["id"]]["next_fire"] == "paused"
     time.sleep(2.5)
     assert len(runs_of(store, task)) == count
+    resumed_at = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
     assert orchzip_cli("tasks", "resume", task["id"]).code == 0
     wait_for(lambda: len(runs_of(store, task)) > count, 15, "a run after resume")
-    assert store.list_skipped(task["id"]) == [] or all("overlap" in s["reason"] for s in store.list_skipped(task["id"]))
+    # No fire of the paused time is recorded, run or skipped. (On a busy machine the scheduler,
+    # which looks at the store each second, may find two every-second fires due after the
+    # resume and coalesce them: that skip is after the resume.)
+    skipped = store.list_skipped(task["id"])
+    assert all("overlap" in s["reason"] or datetime.datetime.fromisoformat(s["fire_time"]) >= resumed_at
+               for s in skipped), skipped
 
 
 def test_a_scheduler_killed_with_sigkill_restarts_without_lost_or_doubled_fires(
@@ -268,12 +275,17 @@ def test_run_once_tasks_share_the_task_history(orchzip_cli, tmp_path):
     ran = orchzip_cli("run", make_zip(tmp_path, "quick", QUICK), "--no-env", "--json")
     assert ran.code == 0, ran
     (task,) = orchzip_cli("tasks", "list", "--json").json()
-    assert task["kind"] == "run_once" and task["status"] == "success" and task["last_run"] == "success"
+    # As on Wallaroo, a run-once task that has run stays `started`; its run has the outcome.
+    assert task["kind"] == "run_once" and task["status"] == "started" and task["last_run"] == "success"
     (run,) = orchzip_cli("tasks", "runs", task["id"], "--json").json()
     assert run["id"] == ran.json()["id"]
     assert "fired at" in orchzip_cli("tasks", "logs", task["id"]).out
+    listed = orchzip_cli("tasks", "list").out.splitlines()
+    assert re.search(r"\bSTATUS\b.*\bLAST_RUN\b", listed[0]) and re.search(r"\bstarted\b.*\bsuccess\b", listed[-1]), listed
+    killed = orchzip_cli("tasks", "kill", task["id"])  # nothing runs: killed at once
+    assert killed.code == 0 and killed.out.strip() == f"task {task['id']} killed", killed
     refused = orchzip_cli("tasks", "kill", task["id"])
-    assert refused.code == 2 and "already ended (success)" in refused.err
+    assert refused.code == 2 and "already ended (killed)" in refused.err
 
 
 def test_tasks_kill_stops_an_orchzip_run_in_another_process(orchzip_cli, tmp_path, state_dir, store, pid_dir):

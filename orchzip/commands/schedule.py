@@ -117,7 +117,8 @@ def cmd_tasks_list(args):
     if args.json:
         print_json(tasks)
         return
-    print_table(tasks, ["id", "name", "kind", "status", "schedule", "tz", "next_fire", "last_run"])
+    print_table([{k: ("" if v is None else v) for k, v in t.items()} for t in tasks],
+                ["id", "name", "kind", "status", "schedule", "tz", "next_fire", "last_run"])
     if any(t["kind"] == "scheduled" and t["status"] in ("pending", "started") for t in tasks) \
             and scheduler_alive(store) is None:
         print("no scheduler is running; scheduled tasks fire only while `orchzip scheduler` runs", file=sys.stderr)
@@ -136,6 +137,8 @@ def cmd_tasks_status(args):
     for key in keys:
         value = status.get(key)
         print(f"{key:14} {'' if value is None else value}")
+    last = status["last_runs"][0]["status"] if status["last_runs"] else "(no run yet)"
+    print(f"{'last_run':14} {last}")
     if status["kind"] == "scheduled":
         fires = [from_iso(f) for f in status["next_fire_times"]]
         print(f"{'next_fires':14} {_iso_list(fires, status['tz']) or '-'}")
@@ -245,10 +248,12 @@ def _register_tasks(subparsers):
     tasks = subparsers.add_parser(
         "tasks", help="list, inspect and control tasks (run-once and scheduled)",
         description="Tasks and their runs, with Wallaroo's statuses. Task: pending, started, "
-        "pending_kill, killed, failed, success, timed_out. Run: running, success, failure, killed, timed_out.",
+        "pending_kill, killed, failed, success, timed_out. Run: running, success, failure, killed, timed_out. "
+        "As on Wallaroo, a task that has started stays `started` when its run ends, whatever the "
+        "outcome: the outcome is its run's status (the last_run column). A kill ends a task (killed).",
     )
     sub = tasks.add_subparsers(dest="action", metavar="ACTION", required=True)
-    p = sub.add_parser("list", help="list tasks with their next fire time")
+    p = sub.add_parser("list", help="list tasks: status, next fire time, and their last run's outcome")
     p.add_argument("--kind", choices=("run_once", "scheduled"), help="only tasks of this kind")
     p.add_argument("--status", help="only tasks with this status")
     add_json_flag(p)

@@ -154,6 +154,10 @@ def request_kill(store, task_id):
     task = store.get_task(task_id)
     if task["status"] in FINAL_TASK_STATUSES:
         raise ConfigError(f"task {task['id']} has already ended ({task['status']}); nothing to kill")
+    if task["kind"] == "run_once" and task["status"] == "started" \
+            and not store.list_runs(task_id=task["id"], status="running", limit=1):
+        # Its run has ended (the task stays `started`, as on Wallaroo): nothing to stop.
+        return store.update_task(task["id"], status="killed")
     from orchzip.runtime.scheduler.loop import scheduler_alive
     if task["kind"] == "scheduled" and scheduler_alive(store) is None:
         # No scheduler owns its runs: nothing would ever act on pending_kill. A run a dead

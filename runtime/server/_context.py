@@ -100,8 +100,13 @@ class ServerContext:
             log.warning("run %s of task %s: %s (%s)", run["id"], task["id"], final["status"],
                         final.get("error") or final.get("note"))
         for task in self.store.list_tasks(kind="run_once"):
-            if task.get("orch_id") and task["status"] in ("pending", "started", "pending_kill"):
-                self.store.update_task(task["id"], status="killed" if task["status"] == "pending_kill" else "failed")
+            if not task.get("orch_id") or task["status"] not in ("pending", "started", "pending_kill"):
+                continue
+            if task["status"] == "pending_kill":
+                self.store.update_task(task["id"], status="killed")
+            elif not self.store.list_runs(task_id=task["id"], limit=1):
+                # Started by a server that died before its run was recorded: it never ran.
+                self.store.update_task(task["id"], status="failed")
 
     # -- background work ------------------------------------------------------------------
     def submit_packaging(self, orch_id):
