@@ -13,6 +13,7 @@ import tempfile
 
 from orchzip.errors import ConfigError
 
+from ._check import EnvironmentCheck, check_environment
 from ._collect import collect
 from ._untrusted import Limits, UnsafeZip, safe_extract, verify
 from ._validate import validate
@@ -28,6 +29,9 @@ __all__ = [
     "Limits",
     "UnsafeZip",
     "DEFAULT_MAX_SIZE",
+    "EnvironmentCheck",
+    "check_environment",
+    "zip_requirements",
 ]
 
 DEFAULT_MAX_SIZE = 100 * 1024 * 1024  # Wallaroo's own limit is not published; 100 MiB is generous for code
@@ -45,13 +49,18 @@ class InvalidOrchestration(ConfigError):
 
 
 class BuildResult:
-    def __init__(self, zip_path, sha256, size, manifest, warnings):
+    """``environment``: the :class:`EnvironmentCheck` of a build with ``check``, else None."""
+
+    def __init__(self, zip_path, sha256, size, manifest, warnings, environment=None):
         self.zip_path, self.sha256, self.size = zip_path, sha256, size
-        self.manifest, self.warnings = manifest, warnings
+        self.manifest, self.warnings, self.environment = manifest, warnings, environment
 
     def as_dict(self):
-        return {"zip": self.zip_path, "sha256": self.sha256, "size": self.size,
-                "manifest": self.manifest, "warnings": self.warnings}
+        found = {"zip": self.zip_path, "sha256": self.sha256, "size": self.size,
+                 "manifest": self.manifest, "warnings": self.warnings}
+        if self.environment is not None:
+            found["environment"] = self.environment.as_dict()
+        return found
 
 
 def find_entry_point(names):
@@ -80,13 +89,16 @@ def _imports_shim(source):
     return False
 
 
-def build(folder, out_dir, name=None, strict=False, max_size=DEFAULT_MAX_SIZE, allow_secrets=()):
+def build(folder, out_dir, name=None, strict=False, max_size=DEFAULT_MAX_SIZE, allow_secrets=(),
+          check=False, wallaroo_version=None):
     """Validate ``folder`` and write ``out_dir/<name>.zip``; returns a :class:`BuildResult`.
 
     :param name: the zip's name (default: the folder's name).
     :param strict: treat every warning as an error.
     :param max_size: refuse a zip larger than this many bytes.
     :param allow_secrets: names of credential files that may ship anyway.
+    :param check: also resolve requirements.txt beside the wallaroo SDK of ``wallaroo_version``
+        (see :func:`check_environment`) and refuse it when it conflicts.
     :raises InvalidOrchestration: listing every problem; nothing is written then.
     """
     folder = os.path.abspath(folder)
@@ -105,6 +117,9 @@ def build(folder, out_dir, name=None, strict=False, max_size=DEFAULT_MAX_SIZE, a
         errors, warnings = errors + [f"{w} (an error with --strict)" for w in warnings], []
     if errors:
         raise InvalidOrchestration.from_problems(folder, errors)
+    environment = check_environment(requirements, wallaroo_version) if check else None
+    if environment is not None and environment.conflicts:
+        raise InvalidOrchestration.from_problems(folder, [f"requirements.txt: {c}" for c in environment.conflicts])
     entries = []
     for arcname, path in files:
         with open(path, "rb") as fh:
@@ -127,7 +142,7 @@ def build(folder, out_dir, name=None, strict=False, max_size=DEFAULT_MAX_SIZE, a
     except UnsafeZip as err:
         raise InvalidOrchestration.from_problems(folder, [f"{err}; list such files in .orchzipignore"]) from None
     return BuildResult(_write_atomically(out_dir, f"{name}.zip", data), hashlib.sha256(data).hexdigest(),
-                       len(data), manifest, warnings)
+                       len(data), manifest, warnings, environment)
 
 
 def _over_limits(files):
@@ -187,3 +202,18 @@ def inspect_zip(zip_path, limits=None):
         "entries": [{"name": i.filename, "size": i.file_size, "compressed": i.compress_size}
                     for i in infos if not i.is_dir()],
     }
+
+
+def zip_requirements(zip_path):
+    """The requirement lines of a zip's requirements.txt (at its root, else the first one)."""
+    import zipfile
+
+    with zipfile.ZipFile(zip_path) as archive:
+        names = archive.namelist()
+        found = "requirements.txt" if "requirements.txt" in names else next(
+            iter(sorted(n for n in names if n.endswith("/requirements.txt"))), None)
+        if found is None:
+            return []
+        text = archive.read(found).decode("utf-8", errors="replace")
+    lines = (raw.split(" #", 1)[0].strip() for raw in text.splitlines())
+    return [line for line in lines if line and not line.startswith(("#", "-"))]

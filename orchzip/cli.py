@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "serve",
     "ui",
     "completion",
+    "doctor",
 ]
 
 EXIT_OK = 0

@@ -1,13 +1,16 @@
 """A Python environment per task, built from the zip's requirements.txt with uv and cached.
 
-Wallaroo runs a task in an image with Python 3.10, the wallaroo SDK, pandas and pyarrow
-installed, plus the zip's requirements. A local run gets the same: a virtual environment with
-the image's packages and the requirements, and the SDK stand-in and the shim on the task's
-``PYTHONPATH`` (see :func:`task_python_path`). Environments are kept under
+Wallaroo runs a task in an image with Python 3.10 and the wallaroo SDK of its release, with
+the packages that SDK pins (``pandas==2.2.0``, ``pyarrow==14.0.1``, ... for 2026.1.3), plus
+the zip's requirements. A local run gets the same: a virtual environment with the image's
+packages and the requirements, resolved by uv under the SDK's pins as constraints (see
+``wallaroo_pins``), and the SDK stand-in and the shim on the task's ``PYTHONPATH`` (see
+:func:`task_python_path`) in place of the SDK itself. Environments are kept under
 ``~/.cache/orchzip/envs`` (``ORCHZIP_ENV_CACHE``), keyed by the requirements, the Python
-version and :data:`RECIPE_VERSION`, so the second run of the same zip installs nothing and
-every project on the machine shares them. An environment is built in a temporary directory
-and renamed into place, under a file lock that makes a second run wait for the first.
+version, the target Wallaroo version and its pins and :data:`RECIPE_VERSION`, so the second
+run of the same zip installs nothing and every project on the machine shares them. An
+environment is built in a temporary directory and renamed into place, under a file lock that
+makes a second run wait for the first.
 """
 
 import fcntl
@@ -22,6 +25,8 @@ import tempfile
 import time
 
 from orchzip.errors import ConfigError
+from orchzip.runtime import wallaroo_pins
+from orchzip.runtime.wallaroo_versions import resolve_version
 
 __all__ = [
     "TaskEnvironment",
@@ -31,11 +36,12 @@ __all__ = [
     "find_task_python",
     "environment_key",
     "task_python_path",
+    "resolve",
     "STANDIN_DIR",
 ]
 
 # Bump when what goes into an environment changes: every cached environment is then rebuilt.
-RECIPE_VERSION = 2
+RECIPE_VERSION = 3  # 3: resolved under the target wallaroo SDK's pins
 # What Wallaroo's task image provides without the zip listing it (onnxruntime runs the
 # local pipelines' models, which on Wallaroo run in the pipeline, not in the task).
 IMAGE_PACKAGES = ("pandas", "pyarrow", "numpy", "requests", "onnxruntime")
@@ -51,19 +57,23 @@ class RequirementsNotInstallable(ConfigError):
 
     @classmethod
     def from_args(cls, python_version, stderr):
+        offline, reason = wallaroo_pins.uv_offline()
+        fix = ("\nthe package index {} cannot be reached ({}), so uv used only its cache: connect once "
+               "so that it can fetch what is missing".format(wallaroo_pins.index_url(), reason) if offline
+               else "\nfix requirements.txt (or run with --no-env to use orchzip's own Python)")
         return cls(
             f"cannot install the task's requirements.txt (Python {python_version}); uv says:\n"
-            + "\n".join(f"  {line}" for line in failure_reason(stderr))
-            + "\nfix requirements.txt (or run with --no-env to use orchzip's own Python)"
+            + "\n".join(f"  {line}" for line in failure_reason(stderr)) + fix
         )
 
 
 class TaskEnvironment:
     """A ready environment: ``python`` runs tasks; ``built`` tells whether this call built it."""
 
-    def __init__(self, path, python, python_version, key, built, seconds):
+    def __init__(self, path, python, python_version, key, built, seconds, wallaroo_version=None):
         self.path, self.python, self.python_version = path, python, python_version
         self.key, self.built, self.seconds = key, built, seconds
+        self.wallaroo_version = wallaroo_version
 
     def __repr__(self):
         return f"TaskEnvironment({self.path!r}, python={self.python_version}, built={self.built})"
@@ -142,14 +152,16 @@ def lists_the_sdk(text):
     return any(_SDK_LINE.match(raw.strip()) for raw in text.splitlines())
 
 
-def environment_key(requirements_text, python_version, python_path=""):
-    """sha256 of the recipe, the interpreter and the normalised requirements."""
+def environment_key(requirements_text, python_version, python_path="", wallaroo_version=None, pins=()):
+    """sha256 of the recipe, the interpreter, the SDK's version and pins, and the requirements."""
     payload = json.dumps({
         "recipe": RECIPE_VERSION,
         "image": IMAGE_PACKAGES,
         "python": python_version,
         "interpreter": os.path.realpath(python_path) if python_path else "",
         "platform": sys.platform,
+        "wallaroo": wallaroo_version or "",
+        "pins": list(pins),
         "requirements": normalise_requirements(requirements_text),
     }, sort_keys=True)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
@@ -191,7 +203,18 @@ def _install_text(text, base_dir):
 
 # -- building -------------------------------------------------------------------------------
 
-def ensure_environment(cache_dir, requirements_text, python=None, on_progress=None, requirements_dir=None):
+def _interpreter(python):
+    """``(python, version, why)`` of the base interpreter: the given one, else :func:`find_task_python`."""
+    if python is None:
+        return find_task_python()
+    version = _python_version(python)
+    if version is None:
+        raise ConfigError(f"{python} is not a working Python interpreter")
+    return python, version, "given"
+
+
+def ensure_environment(cache_dir, requirements_text, python=None, on_progress=None, requirements_dir=None,
+                       wallaroo_version=None):
     """The task environment for these requirements, built now unless it is cached.
 
     :param cache_dir: where environments live (see :func:`default_cache_dir`).
@@ -199,32 +222,34 @@ def ensure_environment(cache_dir, requirements_text, python=None, on_progress=No
     :param python: the base interpreter (default: :func:`find_task_python`).
     :param on_progress: called with one line of text at a time while an environment builds.
     :param requirements_dir: where requirements.txt lives, to resolve its ``-r`` includes.
+    :param wallaroo_version: the Wallaroo release whose SDK pins constrain the environment
+        (default: ``wallaroo_versions.resolve_version()``).
     :returns: a :class:`TaskEnvironment`.
     """
     report = on_progress or (lambda _line: None)
     started = time.monotonic()
-    if python is None:
-        python, version, why = find_task_python()
-    else:
-        version, why = _python_version(python), "given"
-        if version is None:
-            raise ConfigError(f"{python} is not a working Python interpreter")
-    key = environment_key(_with_includes(requirements_text, requirements_dir), version, python)
-    name = "py%s-%s" % ("".join(version.split(".")[:2]), key[:20])
+    python, version, why = _interpreter(python)
+    wallaroo_version = resolve_version(wallaroo_version)
+    pins = wallaroo_pins.sdk_pins(cache_dir, wallaroo_version, python, uv_binary())
+    key = environment_key(_with_includes(requirements_text, requirements_dir), version, python,
+                          wallaroo_version, pins.lines)
+    name = "py%s-wallaroo%s-%s" % ("".join(version.split(".")[:2]), wallaroo_version, key[:16])
     final = os.path.join(os.path.abspath(cache_dir), name)
     if not _ready(final):
         os.makedirs(cache_dir, exist_ok=True)
         with _locked(final + ".lock", report):
             if not _ready(final):
-                report(f"building the task environment {name} with Python {version} ({why})")
+                report(f"building the task environment {name} with Python {version} ({why}) "
+                       f"under wallaroo {wallaroo_version}'s pins")
                 if lists_the_sdk(requirements_text):
                     report("requirements.txt lists wallaroo: not installed (the task image provides it; "
                            "locally orchzip's stand-in plays it)")
-                _build(final, python, version, _install_text(requirements_text, requirements_dir), report)
+                _build(final, python, version, _install_text(requirements_text, requirements_dir), pins, report)
                 seconds = time.monotonic() - started
                 report(f"task environment ready in {seconds:.1f} s")
-                return TaskEnvironment(final, _env_python(final), version, key, True, seconds)
-    return TaskEnvironment(final, _env_python(final), version, key, False, time.monotonic() - started)
+                return TaskEnvironment(final, _env_python(final), version, key, True, seconds, wallaroo_version)
+    return TaskEnvironment(final, _env_python(final), version, key, False, time.monotonic() - started,
+                           wallaroo_version)
 
 
 def _env_python(env_dir):
@@ -264,7 +289,7 @@ class _locked:
         return False
 
 
-def _build(final, python, version, requirements, report):
+def _build(final, python, version, requirements, pins, report):
     """Create the environment in a temporary directory beside ``final``, then rename it there."""
     tmp = tempfile.mkdtemp(prefix="." + os.path.basename(final) + ".", dir=os.path.dirname(final))
     try:
@@ -273,13 +298,17 @@ def _build(final, python, version, requirements, report):
         req_file = os.path.join(tmp, "requirements.txt")
         with open(req_file, "w", encoding="utf-8") as fh:
             fh.write(requirements)
+        constraints = os.path.join(tmp, "wallaroo-constraints.txt")
+        with open(constraints, "w", encoding="utf-8") as fh:
+            fh.write(pins.constraints_text())
         # --compile-bytecode: tasks run with PYTHONDONTWRITEBYTECODE, so without .pyc files every
         # run would compile pandas & co. again (about 1 s of each warm run).
-        _uv(["pip", "install", "--compile-bytecode", "--python", _env_python(env_dir), *IMAGE_PACKAGES, "-r", req_file],
-            tmp, version, report)
+        _uv(["pip", "install", "--compile-bytecode", "--python", _env_python(env_dir), *IMAGE_PACKAGES,
+             "-r", req_file, "-c", constraints, *_offline_flag()], tmp, version, report)
         with open(os.path.join(env_dir, MARKER), "w", encoding="utf-8") as fh:
             json.dump({"recipe": RECIPE_VERSION, "python": version, "base": python,
-                       "image": IMAGE_PACKAGES, "requirements": requirements}, fh, indent=1)
+                       "image": IMAGE_PACKAGES, "requirements": requirements,
+                       "wallaroo": pins.version, "pins": pins.lines}, fh, indent=1)
         if os.path.exists(final):
             shutil.rmtree(final)  # left by a build that died before its marker was written
         os.rename(env_dir, final)
@@ -332,6 +361,11 @@ def _uv(args, cwd, version, report):
         process.stdout.close()
     if process.returncode != 0:
         raise RequirementsNotInstallable.from_args(version, lines)
+
+
+def _offline_flag():
+    """``["--offline"]`` when the index cannot be reached: uv then installs from its cache."""
+    return ["--offline"] if wallaroo_pins.uv_offline()[0] else []
 
 
 _ERROR_STARTS = ("error:", "×")
@@ -423,12 +457,13 @@ def find_requirements(work_dir):
     return find_first(work_dir, "requirements.txt")
 
 
-def task_interpreter(work_dir, python=None, no_env=False, cache_dir=None, on_progress=None):
+def task_interpreter(work_dir, python=None, no_env=False, cache_dir=None, on_progress=None, wallaroo_version=None):
     """``(python, python_path, note)`` for a task whose zip is unpacked in ``work_dir``.
 
     With ``no_env`` (or an explicit ``python``) the task runs in that interpreter (default:
     orchzip's own) with the stand-in on its path; otherwise in the cached environment of the
-    zip's requirements.txt. ``note`` is one line for the run's log saying which Python ran it.
+    zip's requirements.txt under the pins of wallaroo ``wallaroo_version``. ``note`` is one
+    line for the run's log saying which Python ran it.
     """
     if no_env or python:
         python = python or sys.executable
@@ -441,8 +476,43 @@ def task_interpreter(work_dir, python=None, no_env=False, cache_dir=None, on_pro
         with open(requirements, encoding="utf-8", errors="replace") as fh:
             text = fh.read()
     env = ensure_environment(cache_dir, text, on_progress=on_progress,
-                             requirements_dir=os.path.dirname(requirements) if requirements else None)
+                             requirements_dir=os.path.dirname(requirements) if requirements else None,
+                             wallaroo_version=wallaroo_version)
     how = f"built in {env.seconds:.1f} s" if env.built else "cached"
-    note = (f"orchzip: task python {env.python} (Python {env.python_version}, environment "
-            f"{os.path.basename(env.path)}, {how})")
+    note = (f"orchzip: task python {env.python} (Python {env.python_version}, wallaroo "
+            f"{env.wallaroo_version}'s pins, environment {os.path.basename(env.path)}, {how})")
     return env.python, task_python_path(cache_dir), note
+
+
+# -- resolving without installing -----------------------------------------------------------
+
+def resolve(requirement_lines, wallaroo_version=None, cache_dir=None, python=None, with_sdk=False):
+    """``{package: version}`` a task environment would hold, resolved by uv without installing.
+
+    :param requirement_lines: the zip's requirements, one requirement each.
+    :param with_sdk: resolve beside ``wallaroo==<version>`` itself, as Wallaroo's image holds
+        it with everything it depends on, instead of the local recipe (image packages under
+        the SDK's pins).
+    :raises RequirementsNotInstallable: uv found no solution; the message holds its reason.
+    """
+    cache_dir = cache_dir or default_cache_dir()
+    python, version, _why = _interpreter(python)
+    wallaroo_version = resolve_version(wallaroo_version)
+    pins = wallaroo_pins.sdk_pins(cache_dir, wallaroo_version, python, uv_binary())
+    lines = [line for line in requirement_lines if not _SDK_LINE.match(line.strip())]
+    with tempfile.TemporaryDirectory(prefix="orchzip-resolve-") as tmp:
+        constraints = os.path.join(tmp, "wallaroo-constraints.txt")
+        with open(constraints, "w", encoding="utf-8") as fh:
+            fh.write(pins.constraints_text())
+        wanted = [f"wallaroo=={wallaroo_version}"] if with_sdk else list(IMAGE_PACKAGES)
+        args = ["pip", "compile", "--python", python, "--no-header", "--no-annotate", "--quiet",
+                "-c", constraints, *_offline_flag(), "-"]
+        done = wallaroo_pins.run_uv(uv_binary(), args, input_text="\n".join(wanted + lines) + "\n", cwd=tmp)
+    if done.returncode != 0:
+        raise RequirementsNotInstallable.from_args(version, done.stdout.splitlines())
+    versions = {}
+    for line in done.stdout.splitlines():
+        name, sep, pinned = line.strip().partition("==")
+        if sep and not line.startswith("#"):
+            versions[name.strip()] = pinned.split(";")[0].strip()
+    return versions

@@ -26,7 +26,7 @@ from orchzip.errors import ConfigError, OrchzipError
 from orchzip.runtime import settle as settling
 from orchzip.runtime.store import utcnow
 from orchzip.runtime.task_logs import READY, SETTING_UP, TaskLog, last_error_line, resolve_max_bytes
-from orchzip.runtime.wallaroo_versions import resolve_version
+from orchzip.runtime.wallaroo_versions import anomaly_column, resolve_version
 
 __all__ = ["RunningTask", "prepare_zip", "start_run", "run_once", "reconcile_lost_runs", "TASK_STATUS_FOR_RUN"]
 
@@ -83,6 +83,7 @@ def idempotency_key(task, fire_time=None):
 
 def task_context(store, task, run_id, key=None):
     """What the shim (or the wallaroo stand-in) inside the task may see."""
+    version = task.get("wallaroo_version") or resolve_version()
     return {
         "task_id": task["id"],
         "run_id": run_id,
@@ -93,12 +94,15 @@ def task_context(store, task, run_id, key=None):
             for c in store.list_connections()
         },
         "pipelines": {
-            p["name"]: {"model": p["model_path"], "tensor_column": p["tensor_column"]}
+            p["name"]: {"model": p["model_path"], "tensor_column": p["tensor_column"],
+                        "workspace": p["workspace_name"]}  # None: the default workspace
             for p in store.list_pipelines()
         },
-        "workspaces": [w["name"] for w in store.list_workspaces()],
-        # The Wallaroo release whose behaviour the task sees (see wallaroo_versions).
-        "wallaroo_version": task.get("wallaroo_version") or resolve_version(),
+        "workspaces": [{k: w[k] for k in ("id", "name", "created_at")} for w in store.list_workspaces()],
+        # The Wallaroo release whose behaviour the task sees (see wallaroo_versions), and the
+        # name that release gives the results' check count, for the shim and the stand-in.
+        "wallaroo_version": version,
+        "anomaly_column": anomaly_column(version),
     }
 
 
@@ -383,7 +387,8 @@ def start_run(store, task, python=None, extra_env=None, python_path=(), no_env=F
         main_py = find_main(work_dir)
         # Before the context is written: a failed environment build leaves no secrets behind.
         python, support_path, python_note = task_interpreter(
-            work_dir, python=python, no_env=no_env, on_progress=log_env_progress(log, on_env_progress)
+            work_dir, python=python, no_env=no_env, on_progress=log_env_progress(log, on_env_progress),
+            wallaroo_version=task.get("wallaroo_version"),
         )
         context_path = os.path.join(run_dir, "context.json")
         _write_private(context_path, json.dumps(task_context(store, task, run["id"], key), indent=1))
@@ -466,7 +471,7 @@ def finish_log(log, status):
 
 
 def run_once(store, target, args=None, timeout=None, name=None, python=None, on_event=None, on_output=None,
-             no_env=False, on_env_progress=None, should_stop=None, log_max_bytes=None):
+             no_env=False, on_env_progress=None, should_stop=None, log_max_bytes=None, wallaroo_version=None):
     """Run ``target`` (a zip or an orchestration folder) once, to the end; returns the run.
 
     :param args: the task args (a JSON object) main.py reads.
@@ -478,14 +483,17 @@ def run_once(store, target, args=None, timeout=None, name=None, python=None, on_
     :param should_stop: called with the task (a dict) while the run goes; true kills the run
         (how `orchzip tasks kill` reaches a run started by `orchzip run` in another process).
     :param log_max_bytes: the cap of the run's log (default: ``$ORCHZIP_LOG_MAX_BYTES`` or 16 MiB).
+    :param wallaroo_version: the Wallaroo release the task targets (default: see
+        ``wallaroo_versions.resolve_version``); kept with the task.
     """
     if timeout is not None and timeout <= 0:
         raise ConfigError(f"timeout must be a positive number of seconds, not {timeout}")
     resolve_max_bytes(log_max_bytes)  # refused before anything is built or recorded
+    wallaroo_version = resolve_version(wallaroo_version)  # an unknown version fails before any work
     zip_path = prepare_zip(store, target)
     task = store.create_task(
         "run_once", zip_path, args=args or {}, name=name or os.path.basename(target.rstrip("/")), timeout=timeout,
-        log_max_bytes=log_max_bytes,
+        log_max_bytes=log_max_bytes, wallaroo_version=wallaroo_version,
     )
     running = start_run(store, task, python=python, no_env=no_env, on_env_progress=on_env_progress)
     try:

@@ -217,6 +217,10 @@ MIGRATIONS = [
         workspace_id INTEGER NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE
     );
     """,
+    # 11: the Wallaroo release a task targets (its environment's SDK pins, its results' shape).
+    """
+    ALTER TABLE tasks ADD COLUMN wallaroo_version TEXT;
+    """,
 ]
 
 

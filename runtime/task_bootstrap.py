@@ -1,8 +1,10 @@
 """Runs an orchestration's main.py as ``__main__`` inside a local task process.
 
 Started as ``python task_bootstrap.py MAIN_PY``. An error orchzip raises on purpose (any
-exception class named ``OrchzipError`` in its MRO, whichever copy of the shim raised it)
-becomes one line on stderr and exit code 2 instead of a traceback; any other exception is a
+exception class named ``OrchzipError`` in its MRO, whichever copy of the shim raised it, or
+an exception the wallaroo stand-in marks ``orchzip_one_line``: it raises the SDK's own kinds,
+plain ``Exception`` included) becomes one line on stderr, with the stand-in's
+``orchzip_hint`` after it, and exit code 2 instead of a traceback; any other exception is a
 bug in the task and keeps its traceback, from the user's main.py on (the bootstrap's and
 runpy's frames cut) with the orchestration's files named as in the orchestration
 (``main.py``, ``lib/util.py``), not by the run directory they were unpacked into. Imports only
@@ -44,6 +46,21 @@ def _event(name):
     if path:
         with open(path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps({"event": name, "at": time.time()}) + "\n")
+
+
+def _ours(err):
+    return getattr(err, "orchzip_one_line", False) is True or any(
+        cls.__name__ == "OrchzipError" for cls in type(err).__mro__)
+
+
+def _one_line(err):
+    """``err``'s text, then the stand-in's hint of what to do locally, if any."""
+    text, hint = str(err), getattr(err, "orchzip_hint", None)
+    if not hint:
+        return text
+    if text.endswith("."):
+        return f"{text} {hint[:1].upper()}{hint[1:]}"
+    return f"{text}: {hint}"
 
 
 def die_with_parent():
@@ -100,9 +117,9 @@ def main():
         _event("main_ended")
     except BaseException as err:  # noqa: B036 - reclassify, then re-raise what is not ours
         _event("main_ended")
-        if any(cls.__name__ == "OrchzipError" for cls in type(err).__mro__):
+        if _ours(err):
             sys.stdout.flush()
-            sys.stderr.write(f"orchzip: error: {err}\n")
+            sys.stderr.write(f"orchzip: error: {_one_line(err)}\n")
             sys.stderr.flush()
             raise SystemExit(ORCHZIP_ERROR_EXIT) from None
         if isinstance(err, TaskStopped):

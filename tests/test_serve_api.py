@@ -239,9 +239,9 @@ def test_inference_in_pandas_records_gives_the_models_predictions(server):
     assert answer.status_code == 200, answer.text
     assert answer.headers["content-type"].startswith("application/json")
     records = answer.json()
-    assert len(records) == 1000 and set(records[0]) == {"time", "in", "out", "check_failures", "metadata"}
+    assert len(records) == 1000 and set(records[0]) == {"time", "in", "out", "anomaly", "metadata"}
     assert abs(records[0]["time"] / 1000 - time.time()) < 60  # epoch milliseconds
-    assert records[0]["in"]["tensor"] == rows[0]["tensor"] and records[0]["check_failures"] == []
+    assert records[0]["in"]["tensor"] == rows[0]["tensor"] and records[0]["anomaly"] == {"count": 0}
     got = np.array([r["out"]["variable"][0] for r in records])
     np.testing.assert_allclose(got, expected_predictions(rows), rtol=1e-5)
     assert 100_000 < got.min() and got.max() < 10_000_000
@@ -253,7 +253,7 @@ def test_inference_flattened_as_the_sdk_asks(server):
                          "&dataset.separator=.", data=json.dumps(rows),
                          headers={**server.headers, "Content-Type": "application/json; format=pandas-records"})
     assert answer.status_code == 200, answer.text
-    assert set(answer.json()[0]) == {"time", "in.tensor", "out.variable", "check_failures"}
+    assert set(answer.json()[0]) == {"time", "in.tensor", "out.variable", "anomaly.count"}
 
 
 def test_inference_in_arrow_gives_the_models_predictions(server):
@@ -264,7 +264,7 @@ def test_inference_in_arrow_gives_the_models_predictions(server):
     assert answer.status_code == 200, answer.text
     assert answer.headers["content-type"] == "application/vnd.apache.arrow.file"
     table = pa.ipc.open_file(answer.content).read_all()
-    assert table.num_rows == 1000 and table.schema.names == ["time", "in.tensor", "out.variable", "check_failures"]
+    assert table.num_rows == 1000 and table.schema.names == ["time", "in.tensor", "out.variable", "anomaly.count"]
     got = np.array(table.column("out.variable").to_pylist())[:, 0]
     np.testing.assert_allclose(got, expected_predictions(reference_rows(XTEST_1K)), rtol=1e-5)
 

@@ -24,11 +24,21 @@ def test_results_are_shaped_as_wallaroo_returns_them(model_path):
     rows = reference_rows()[:50]
     batch = pa.RecordBatch.from_pylist(rows)
     result = OnnxModel(model_path).infer_batch(batch)
-    assert result.schema.names == ["time", "in.tensor", "out.variable", "check_failures"]
+    assert result.schema.names == ["time", "in.tensor", "out.variable", "anomaly.count"]
     assert pa.types.is_timestamp(result.schema.field("time").type)
-    assert result.column("check_failures").to_pylist() == [0] * 50
+    assert result.column("anomaly.count").to_pylist() == [0] * 50
     predicted = np.array([v[0] for v in result.column("out.variable").to_pylist()])
     np.testing.assert_allclose(predicted, direct_predictions(model_path, rows), rtol=1e-6)
+
+
+@pytest.mark.parametrize("version, column", [("2023.2.1", "check_failures"), ("2024.1.0", "anomaly.count"),
+                                             ("2026.1.3", "anomaly.count")])
+def test_the_check_count_is_named_as_the_targeted_release_names_it(version, column):
+    from orchzip.runtime.wallaroo_versions import anomaly_column
+    batch = pa.RecordBatch.from_pylist(reference_rows()[:3])
+    result = OnnxModel(RF_MODEL, anomaly_column=anomaly_column(version)).infer_batch(batch)
+    assert result.schema.names == ["time", "in.tensor", "out.variable", column]
+    assert result.column(column).to_pylist() == [0, 0, 0]
 
 
 class ListSink(Sink):

@@ -73,7 +73,7 @@ def test_deploy_infer_a_dataframe_and_undeploy_with_both_tutorial_models(cli, bu
     assert result.code == 0, result
     assert "in task: True" in result.out
     assert "workspace: housepricing" in result.out
-    assert "columns: ['time', 'in.tensor', 'out.variable', 'check_failures']" in result.out
+    assert "columns: ['time', 'in.tensor', 'out.variable', 'anomaly.count']" in result.out
     assert "time dtype: datetime64" in result.out
     assert "check failures: 0" in result.out
     assert result.out.rstrip().endswith("undeployed")
@@ -110,7 +110,7 @@ def test_an_arrow_file_from_an_http_connection_is_inferred_as_an_arrow_table(cli
     assert "rows fetched: 1000" in result.out
     assert "result type: pyarrow.lib.Table" in result.out
     assert "result rows: 1000" in result.out
-    assert "columns: ['time', 'in.tensor', 'out.variable', 'check_failures']" in result.out
+    assert "columns: ['time', 'in.tensor', 'out.variable', 'anomaly.count']" in result.out
     np.testing.assert_allclose(printed_predictions(result.out),
                                expected_predictions(RF_MODEL, reference_rows()[:5]), rtol=1e-6)
 
@@ -154,7 +154,7 @@ def test_no_env_runs_the_task_in_orchzips_own_python(cli, build, pipelines):
 
 def results_table(db_path):
     with duckdb.connect(db_path, read_only=True) as db:
-        return db.execute("SELECT in_tensor, out_variable, check_failures FROM results ORDER BY rowid").fetchall()
+        return db.execute("SELECT in_tensor, out_variable, anomaly_count FROM results ORDER BY rowid").fetchall()
 
 
 @pytest.mark.timeout(300)
@@ -216,3 +216,104 @@ def test_a_requirement_that_cannot_be_installed_fails_the_run_with_uvs_reason(cl
     runs = cli("runs", "list", "--json").json()
     assert runs[0]["status"] == "failure" and "pandas>=99" in runs[0]["error"]
     assert not os.path.exists(os.path.join(os.path.dirname(runs[0]["work_dir"]), "context.json"))
+
+
+# -- tutorial-style flows set up with orchzip's CLI alone -------------------------------------
+
+@pytest.fixture
+def tour_setup(cli):
+    """A workspace holding a pipeline and a FILE connection of houses; a second pipeline outside it."""
+    for argv in (("workspaces", "create", "tour-workspace"),
+                 ("connections", "create", "tour-houses", "--type", "FILE",
+                  "--details", json.dumps({"path": XTEST_1K}), "--workspace", "tour-workspace"),
+                 ("pipelines", "create", "tour-pipeline", "--model", RF_MODEL, "--workspace", "tour-workspace"),
+                 ("pipelines", "create", "elsewhere", "--model", GBR_MODEL)):
+        assert cli(*argv).code == 0, argv
+
+
+def reported(out):
+    """The ``name: value`` lines a fixture printed, as a dict."""
+    return dict(line.split(": ", 1) for line in out.splitlines() if ": " in line and not line.startswith("orchzip"))
+
+
+@pytest.mark.timeout(ENV_BUILD_TIMEOUT)
+def test_a_tutorial_style_flow_finds_what_the_cli_set_up_and_fails_as_the_sdk_does(cli, build, tour_setup):
+    result = cli("run", build("workspace_tour"))
+    assert result.code == 0, result
+    seen = reported(result.out)
+    assert seen["sdk errors"].count("Error") + seen["sdk errors"].count("Missing") == 9
+    assert seen["workspace"] == "tour-workspace" and seen["current workspace"] == "tour-workspace"
+    assert seen["missing workspace"] == (
+        "Exception: Error: Workspace with name no-such-workspace does not exist. If you would like to create "
+        "one, send in the request with `create_if_not_exist` flag set to True.")
+    assert seen["created workspace"] == "['made-by-the-task', True]"
+    assert seen["bad workspace name"].startswith("InvalidNameError: Name 'not a dns name is invalid")
+    # The workspace shows its pipelines without a list_pipelines() call first.
+    assert seen["workspace pipelines"] == "['tour-pipeline']"
+    assert seen["workspace connections"] == "['tour-houses']"
+    assert seen["missing pipeline by name"] == "EntityNotFoundError: Pipeline not found: {'pipeline_name': 'no-such-pipeline'}"
+    assert seen["missing pipeline"] == "Exception: Pipeline no-such-pipeline not found in this workspace."
+    assert seen["missing connection"] == "Exception: Failed to get connection"
+    assert seen["missing model"] == "Exception: Error: A model with the name no-such-model does not exist."
+    assert seen["caught by name"] == "EntityNotFoundError"
+    for check in ("pipeline is a Pipeline", "same pipeline by name", "pipeline model", "deployment configs agree"):
+        assert seen[check] == "True", check
+    assert seen["connection"] == "['tour-houses', 'FILE', ['tour-workspace']]"
+    assert seen["status"] == "Running"
+    assert seen["infer columns"] == "['time', 'in.tensor', 'out.variable', 'anomaly.count']"
+
+
+@pytest.mark.timeout(ENV_BUILD_TIMEOUT)
+def test_parallel_infer_concatenates_batches_marks_failed_ones_and_needs_a_deployment(cli, build, tour_setup):
+    result = cli("run", build("workspace_tour"))
+    assert result.code == 0, result
+    seen = reported(result.out)
+    expected = [round(float(p), 2) for p in expected_predictions(RF_MODEL, reference_rows()[:6])]
+    assert seen["parallel rows"] == "6"
+    assert seen["parallel columns"] == "['time', 'in.tensor', 'out.variable', 'anomaly.count']"
+    assert seen["parallel predictions"] == seen["single predictions"]
+    np.testing.assert_allclose(json.loads(seen["parallel predictions"]), expected, rtol=1e-5)
+    assert seen["parallel arrow"] == "['Table', 6]"
+    # Six rows in batches of two; the last house is broken, so only the last batch fails.
+    assert seen["partial errors"] == "[False, False, False, False, True, True]"
+    assert float(seen["partial first prediction"]) == pytest.approx(expected[0], rel=1e-5)
+    assert seen["list tensor"] == "ValueError: tensor must be a pandas DataFrame or a pyarrow Table"
+    assert seen["pre-2024 form"] == ("TypeError: Pipeline.parallel_infer() got an unexpected keyword argument "
+                                     "'tensor_list'")
+    assert seen["status after undeploy"] == "Pipeline tour-pipeline is not deployed"
+    assert seen["infer after undeploy"] == "RuntimeError: Pipeline tour-pipeline is not deployed"
+    assert seen["parallel after undeploy"] == "RuntimeError: Pipeline tour-pipeline is not deployed"
+    assert seen["unsupported"].startswith("NotAvailableLocally: wallaroo.Client.list_assays is not available")
+    assert "tour complete" in result.out.splitlines()
+
+
+@pytest.mark.timeout(ENV_BUILD_TIMEOUT)
+def test_results_follow_the_targeted_wallaroo_release(cli, build, tour_setup):
+    result = cli("run", build("workspace_tour"), env={"ORCHZIP_WALLAROO_VERSION": "2023.2.1"})
+    assert result.code == 0, result
+    seen = reported(result.out)
+    assert seen["infer columns"] == "['time', 'in.tensor', 'out.variable', 'check_failures']"
+    assert seen["parallel columns"] == "['time', 'in.tensor', 'out.variable', 'check_failures']"
+
+
+@pytest.mark.timeout(ENV_BUILD_TIMEOUT)
+@pytest.mark.parametrize("args, message", [
+    ((), "orchzip: error: Pipeline forgotten-pipeline not found in this workspace. No local pipeline "
+         "'forgotten-pipeline' (known: elsewhere, tour-pipeline); create it with: orchzip pipelines create "
+         "forgotten-pipeline --model MODEL.onnx --workspace tour-workspace"),
+    (("--arg", "pipeline_name=elsewhere"),
+     "orchzip: error: Pipeline elsewhere not found in this workspace. Pipeline 'elsewhere' is in workspace "
+     "'default', not in the current one ('tour-workspace'); call wl.set_current_workspace(wl.get_workspace("
+     "'default')) first, or move it: orchzip workspaces add-pipeline tour-workspace elsewhere"),
+    (("--arg", "workspace_name=nope"),
+     "orchzip: error: Error: Workspace with name nope does not exist. If you would like to create one, send in "
+     "the request with `create_if_not_exist` flag set to True. Workspace 'nope' does not exist locally (known: "
+     "tour-workspace); create it with: orchzip workspaces create nope"),
+])
+def test_what_a_task_cannot_find_is_one_line_saying_how_to_create_it_locally(cli, build, tour_setup, args, message):
+    result = cli("run", build("missing_pipeline"), *args)
+    assert result.code == 1, result
+    assert "Traceback" not in result.out + result.err
+    assert message in (result.out + result.err).splitlines(), result  # what the task printed
+    assert result.err.splitlines()[-1].startswith(message + " (log: ")  # orchzip run's summary
+    assert "not reached" not in result.out

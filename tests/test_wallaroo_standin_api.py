@@ -49,7 +49,7 @@ def test_an_unknown_connection_is_one_line_listing_the_known_ones(tmp_path):
     done = run_task(tmp_path, "import wallaroo\nwallaroo.Client().get_connection('nope')\n")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        "orchzip: error: unknown connection 'nope' (known: houses); "
+        "orchzip: error: Failed to get connection: unknown connection 'nope' (known: houses); "
         "create it with: orchzip connections create nope --type TYPE --details JSON"]
 
 
@@ -61,11 +61,11 @@ def test_workspaces_can_be_listed_created_and_made_current(tmp_path):
         print(sorted(w.name() for w in wl.list_workspaces()))
         ws = wl.create_workspace("new-one")
         wl.set_current_workspace(ws)
-        print(wl.get_current_workspace().name(), wl.get_workspace("team").name(), wl.get_workspace("none"))
+        print(wl.get_current_workspace().name(), wl.get_workspace("team").name())
         print(wallaroo.Client().get_current_workspace().name())  # every client sees the same state
     """)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == ["['default', 'team']", "new-one team None", "new-one"]
+    assert done.stdout.splitlines() == ["['default', 'team']", "new-one team", "new-one"]
 
 
 @pytest.mark.timeout(60)
@@ -97,12 +97,12 @@ def test_a_pipeline_built_from_an_uploaded_model_deploys_and_infers(tmp_path):
     assert done.returncode == 2, done.stderr
     out = done.stdout.splitlines()
     assert out[0] == "not found: Pipeline not found: {'pipeline_name': 'gbr'}"
-    assert out[1].startswith("empty: pipeline 'gbr' has no model step")
+    assert out[1].startswith("empty: Model failed to deploy: pipeline 'gbr' has no model step")
     assert len(json.loads(out[2])) == 3
     assert out[3] == "1 rf_model 0.5"
     assert "gbr-model" in out[4]
-    assert done.stderr.strip() == ("orchzip: error: pipeline 'gbr' is not deployed; "
-                                   "call pipeline.deploy() before infer()")
+    assert done.stderr.strip() == ("orchzip: error: Pipeline gbr is not deployed: "
+                                   "call pipeline.deploy() before pipeline.infer()")
 
 
 @pytest.mark.timeout(60)

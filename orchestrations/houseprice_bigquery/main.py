@@ -2,8 +2,8 @@
 
 Reads the houses (``tensor ARRAY<FLOAT64>``, 18 features a row) from the input connection's
 table as Arrow batches, infers each batch with the pipeline, and writes the results into the
-output connection's table (``time, in_tensor, out_variable, check_failures``), created if
-missing. The write is all-or-nothing: one load job at the end, named after the run, so a failed
+output connection's table (``time, in_tensor, out_variable, anomaly_count``; ``check_failures``
+when a 2023 Wallaroo release is targeted), created if missing. The write is all-or-nothing: one load job at the end, named after the run, so a failed
 run leaves the table as it was and a retried one adds no duplicates.
 
 Task args (all optional):

@@ -1,4 +1,4 @@
-"""Shared output helpers for commands: JSON for scripts, aligned tables for people."""
+"""Shared helpers for commands: JSON for scripts, aligned tables for people, shared flags."""
 
 import json
 import sys
@@ -36,3 +36,13 @@ def print_deleted(args, kind, name, note=""):
         print_json({"deleted": kind, "name": name})
     else:
         print(f"deleted {kind} {name}" + (f" ({note})" if note else ""))
+
+
+def add_wallaroo_version_flag(parser, what):
+    """``--wallaroo-version``: the one setting for the Wallaroo release a command targets."""
+    from orchzip.runtime.wallaroo_versions import DEFAULT_VERSION, KNOWN_VERSIONS, VERSION_ENV
+    parser.add_argument(
+        "--wallaroo-version", metavar="VERSION", choices=list(KNOWN_VERSIONS),
+        help=f"the Wallaroo release {what} (one of {', '.join(KNOWN_VERSIONS)}; default: "
+        f"${VERSION_ENV}, else {DEFAULT_VERSION})",
+    )

@@ -2,27 +2,62 @@
 
 import sys
 
-from orchzip.commands._output import add_json_flag, print_json, print_table
+from orchzip.commands._output import add_json_flag, add_wallaroo_version_flag, print_json, print_table
 
 
 def cmd_build(args):
     from orchzip.builder import build
 
     result = build(args.folder, args.out, name=args.name, strict=args.strict,
-                   max_size=args.max_size, allow_secrets=args.allow_secret or ())
+                   max_size=args.max_size, allow_secrets=args.allow_secret or (),
+                   check=args.check, wallaroo_version=args.wallaroo_version)
     for warning in result.warnings:
         print(f"orchzip: warning: {warning}", file=sys.stderr)
     if args.json:
         print_json(result.as_dict())
-    else:
-        print(f"{result.zip_path}  {result.size:,} bytes  sha256 {result.sha256}")
+        return 0
+    print(f"{result.zip_path}  {result.size:,} bytes  sha256 {result.sha256}")
+    if result.environment is not None:
+        env = result.environment
+        print(f"requirements.txt installs beside wallaroo {env.wallaroo_version}; the task gets "
+              f"{describe_versions(env.versions, result.manifest.get('requirements') or ())}")
     return 0
+
+
+# What a reader looks for first in an environment; the rest follow by name.
+FIRST = ("pandas", "pyarrow", "numpy")
+
+
+def describe_versions(versions, requirements=()):
+    """pandas, pyarrow, numpy and the requirements' packages with their versions; the rest counted."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    by_key = {canonicalize_name(n): n for n in versions}
+    wanted = list(FIRST) + [canonicalize_name(Requirement(r).name) for r in requirements]
+    names = list(dict.fromkeys(by_key[k] for k in wanted if k in by_key))
+    text = ", ".join(f"{n} {versions[n]}" for n in names) or "(nothing)"
+    rest = len(versions) - len(names)
+    return text + (f" and {rest} more (--json lists them)" if rest else "")
+
+
+def _task_environment(zip_path, wallaroo_version):
+    """The check of a zip's requirements.txt for ``inspect``: an EnvironmentCheck or a one-line error."""
+    from orchzip.builder import check_environment, zip_requirements
+    from orchzip.errors import OrchzipError
+
+    try:
+        return check_environment(zip_requirements(zip_path), wallaroo_version).as_dict()
+    except OrchzipError as err:
+        return {"error": str(err)}
 
 
 def cmd_inspect(args):
     from orchzip.builder import Limits, inspect_zip
 
     info = inspect_zip(args.zip, Limits(max_entries=args.max_entries, max_total_bytes=args.max_total_bytes))
+    if not args.no_resolve:
+        info["environment"] = _task_environment(args.zip, args.wallaroo_version)
     if args.json:
         print_json(info)
         return 0
@@ -35,6 +70,16 @@ def cmd_inspect(args):
         print(f"  requirements: {', '.join(manifest.get('requirements') or []) or '(none)'}")
     else:
         print("  no orchzip manifest (not built by orchzip build)")
+    env = info.get("environment")
+    if env and "error" in env:
+        print(f"  task environment: cannot resolve ({env['error']})")
+    elif env and env["conflicts"]:
+        print(f"  task environment: requirements.txt conflicts with wallaroo {env['wallaroo_version']}:")
+        for line in env["conflicts"]:
+            print(f"    {line}")
+    elif env:
+        shown = describe_versions(env["versions"], (manifest or {}).get("requirements") or ())
+        print(f"  task environment (wallaroo {env['wallaroo_version']}): {shown}")
     print_table(info["entries"], ["name", "size", "compressed"])
     return 0
 
@@ -49,7 +94,8 @@ def register(subparsers):
         "requirements.txt, no credential files) and write OUT/<name>.zip. The same folder always "
         "gives the same bytes: sorted entries, one timestamp (SOURCE_DATE_EPOCH or 1980-01-01), "
         "mode 0644, no bytecode, VCS, virtualenv, editor or OS files; .orchzipignore (gitignore "
-        "syntax) excludes more. When a .py file imports orchzip_shim, the shim is put into the zip.",
+        "syntax) excludes more. When a .py file imports orchzip_shim, the shim is put into the zip. "
+        "--check resolves requirements.txt beside the wallaroo SDK of the target release.",
     )
     p.add_argument("folder", help="the orchestration folder (holding main.py)")
     p.add_argument("-o", "--out", default="dist", help="where to write the zip (default: dist)")
@@ -59,17 +105,25 @@ def register(subparsers):
                    help=f"refuse a zip larger than this many bytes (default {DEFAULT_MAX_SIZE:,})")
     p.add_argument("--allow-secret", action="append", metavar="FILE",
                    help="ship this credential file anyway (by its path in the folder); repeatable")
+    p.add_argument("--check", action="store_true",
+                   help="also resolve requirements.txt (with uv, installing nothing) beside the wallaroo SDK "
+                   "of --wallaroo-version and refuse it, one line per conflict, when it cannot be installed there")
+    add_wallaroo_version_flag(p, "whose task image --check resolves against")
     add_json_flag(p)
     p.set_defaults(func=cmd_build)
 
     p = subparsers.add_parser(
         "inspect", help="show what an orchestration zip holds (checked as untrusted)",
         description="Check a zip as untrusted (no absolute paths, '..' or links; bounded entry "
-        "count and unpacked size; every entry read) and show its manifest, entries, sha256 and size.",
+        "count and unpacked size; every entry read) and show its manifest, entries, sha256 and size, "
+        "and the package versions its task environment would get under the wallaroo SDK's pins.",
     )
     p.add_argument("zip", help="the zip to inspect")
     p.add_argument("--max-entries", type=int, default=MAX_ENTRIES, help=f"refuse more entries (default {MAX_ENTRIES:,})")
     p.add_argument("--max-total-bytes", type=int, default=MAX_TOTAL_BYTES,
                    help=f"refuse a larger unpacked size (default {MAX_TOTAL_BYTES:,})")
+    add_wallaroo_version_flag(p, "whose task environment is shown")
+    p.add_argument("--no-resolve", action="store_true",
+                   help="do not resolve the task environment (which needs the package index or uv's cache)")
     add_json_flag(p)
     p.set_defaults(func=cmd_inspect)

@@ -4,9 +4,10 @@ import os
 import sys
 import tempfile
 
-from orchzip.commands._output import add_json_flag, print_json, print_table
+from orchzip.commands._output import add_json_flag, add_wallaroo_version_flag, print_json, print_table
 from orchzip.commands.run import parse_task_args
 from orchzip.commands.state import mask_details, read_details
+from orchzip.errors import ConfigError
 
 EXIT_FAILED = 1
 
@@ -45,6 +46,21 @@ def _zip_to_upload(target, workdir):
     return target
 
 
+def _check_requirements(zip_path, wallaroo_version):
+    """Refuse a zip whose requirements.txt cannot be installed beside the target SDK."""
+    from orchzip.builder import check_environment, zip_requirements
+    requirements = zip_requirements(zip_path)
+    if not requirements:
+        return  # nothing to conflict with the task image
+    check = check_environment(requirements, wallaroo_version)
+    if check.conflicts:
+        lines = "\n".join(f"  requirements.txt: {c}" for c in check.conflicts)
+        raise ConfigError(f"not uploading {os.path.basename(zip_path)}: its requirements.txt cannot be installed "
+                          f"beside wallaroo {check.wallaroo_version} ({len(check.conflicts)}):\n{lines}\n"
+                          f"fix requirements.txt, pick the instance's release with --wallaroo-version, "
+                          f"or upload anyway with --no-check")
+
+
 def cmd_upload(args):
     from orchzip.builder import inspect_zip
     client = _client(args)
@@ -53,6 +69,8 @@ def cmd_upload(args):
         info = inspect_zip(zip_path)  # refuse what the instance would refuse, before sending it
         if not info["entry_point"]:
             _note(f"orchzip: warning: {zip_path} holds no main.py; packaging will fail")
+        if not args.no_check:
+            _check_requirements(zip_path, args.wallaroo_version)
         orch_id = client.upload_orchestration(zip_path, args.workspace_id, name=args.name)["id"]
     if not args.json:
         _note(f"uploaded {os.path.basename(zip_path)} ({info['size']:,} bytes, sha256 {info['sha256'][:16]}...) "
@@ -261,6 +279,9 @@ def register(subparsers):
     p.add_argument("--name", help="the orchestration's name")
     p.add_argument("--wait", action="store_true", help="wait until it is ready (or error), showing its status")
     p.add_argument("--wait-timeout", type=float, default=900.0, help="seconds to wait at most (default 900)")
+    add_wallaroo_version_flag(p, "of the instance, whose SDK pins requirements.txt is checked against")
+    p.add_argument("--no-check", action="store_true",
+                   help="upload without resolving requirements.txt beside the instance's wallaroo SDK")
     _common(p, Settings)
     p.set_defaults(func=cmd_upload)
 

@@ -8,7 +8,7 @@ import sys
 
 from orchzip.errors import ConfigError
 from orchzip.runtime.task_logs import is_framing, parse_line, read_lines
-from orchzip.commands._output import add_json_flag, print_json, print_table
+from orchzip.commands._output import add_json_flag, add_wallaroo_version_flag, print_json, print_table
 from orchzip.commands.state import parse_json_object
 
 EXIT_TASK_FAILED = 1
@@ -94,7 +94,7 @@ def execute(args, target, task_args):
                 log_max_bytes=getattr(args, "log_max_bytes", None),
                 on_event=progress.on_event, on_output=None if args.json else progress.on_output,
                 should_stop=lambda task: kill_requested(store, task["id"]),  # honours `orchzip tasks kill`
-                **_environment_options(args),
+                wallaroo_version=getattr(args, "wallaroo_version", None), **_environment_options(args),
             )
     finally:
         progress.close()
@@ -147,6 +147,10 @@ def cmd_run(args):
         args.timeout = args.timeout if args.timeout is not None else recipe["timeout"]
         args.no_env = args.no_env or recipe["no_env"]
         target = recipe["target"]
+    from orchzip.commands import continuous
+    if args.continuously:
+        return continuous.cmd_run_continuously(args, target, task_args)
+    continuous.refuse_options_of_continuous(args)
     run = execute(args, target, task_args)
     if args.json:
         print_json(run)
@@ -281,6 +285,8 @@ def add_run_arguments(parser):
     parser.add_argument("--no-env", action="store_true",
                         help="run main.py in orchzip's own Python instead of an environment built "
                         "(and cached) from the zip's requirements.txt")
+    add_wallaroo_version_flag(parser, "the task targets: its environment gets that SDK's pinned "
+                              "packages and its results that release's shape")
     parser.add_argument("--log-max-bytes", metavar="SIZE", type=_log_size,
                         help="the most each run's log keeps, e.g. 16MiB or 512k: past it the log keeps "
                         "its first quarter and its most recent lines and says how much it left out "
@@ -298,16 +304,19 @@ def _log_size(value):
 
 def register(subparsers):
     p = subparsers.add_parser(
-        "run", help="run an orchestration zip or folder once, locally (a run-once task)",
+        "run", help="run an orchestration zip or folder locally: once, or --continuously",
         description="Run an orchestration once on this machine: a folder is built into a zip "
         "first; the zip is unpacked into a fresh run directory and main.py runs in a child "
         "process with the task args and the local connections and pipelines. The task's "
-        "output is shown and kept in the run's log. Exits 1 when the task fails.",
+        "output is shown and kept in the run's log. Exits 1 when the task fails. "
+        "With --continuously, main.py is kept running until the task is killed (see below).",
     )
     p.add_argument("target", help="an orchestration zip or folder, or the name of a task (or orchestration) "
                    "in the project's orchzip.yaml, applied with `orchzip apply`: its args and timeout apply, "
                    "--arg and --timeout override them")
     add_run_arguments(p)
+    from orchzip.commands import continuous
+    continuous.add_arguments(p)
     add_json_flag(p)
     p.set_defaults(func=cmd_run)
 

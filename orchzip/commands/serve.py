@@ -2,9 +2,12 @@
 
 import ipaddress
 import logging
+import os
 import sys
 
+from orchzip.commands._output import add_wallaroo_version_flag
 from orchzip.errors import ConfigError
+from orchzip.runtime.wallaroo_versions import VERSION_ENV
 
 LOOPBACK_NAMES = ("localhost",)
 
@@ -29,6 +32,9 @@ def cmd_serve(args):
     if args.max_upload_bytes is not None and args.max_upload_bytes <= 0:
         raise ConfigError(f"--max-upload-bytes must be positive, not {args.max_upload_bytes}")
     load_or_create_token(args.state_dir)
+    if args.wallaroo_version:
+        # The server's tasks, packaging and scheduler all default to the process's version.
+        os.environ[VERSION_ENV] = args.wallaroo_version
     if not _is_loopback(args.host):
         print(f"orchzip: warning: serving on {args.host}, reachable from other machines; anyone with the "
               f"token can run code here", file=sys.stderr)
@@ -62,4 +68,5 @@ def register(subparsers):
     p.add_argument("--no-scheduler", action="store_true",
                    help="do not fire scheduled tasks from this process (run `orchzip scheduler` instead)")
     p.add_argument("--max-upload-bytes", type=int, help="refuse larger orchestration zips (default: 100 MiB)")
+    add_wallaroo_version_flag(p, "tasks target (their environments' SDK pins, their results' shape)")
     p.set_defaults(func=cmd_serve)

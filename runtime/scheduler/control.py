@@ -44,7 +44,7 @@ def validate_schedule(cron, tz="UTC", timeout=None, overlap=DEFAULT_OVERLAP, mis
 
 def schedule_task(store, target, cron, name=None, args=None, timeout=None, tz="UTC", overlap=DEFAULT_OVERLAP,
                   misfire_grace=None, retries=0, retry_backoff=None, no_env=False, on_env_progress=None, now=None,
-                  log_max_bytes=None):
+                  log_max_bytes=None, wallaroo_version=None):
     """Register ``target`` (a zip or an orchestration folder) as a scheduled task; returns it.
 
     A folder is built into a zip now, and the task keeps its own immutable copy of the zip,
@@ -57,12 +57,16 @@ def schedule_task(store, target, cron, name=None, args=None, timeout=None, tz="U
     :param on_env_progress: called with each line of progress while the environment builds.
     :param now: the registration time (default: now); the first fire comes after it.
     :param log_max_bytes: the cap of each run's log (default: ``$ORCHZIP_LOG_MAX_BYTES`` or 16 MiB).
+    :param wallaroo_version: the Wallaroo release the task targets, resolved now and kept
+        with the task (see ``wallaroo_versions.resolve_version``).
     """
     trigger = validate_schedule(cron, tz, timeout, overlap, misfire_grace, retries, retry_backoff)
     from orchzip.runtime.runner import prepare_zip
+    from orchzip.runtime.wallaroo_versions import resolve_version
+    wallaroo_version = resolve_version(wallaroo_version)
     zip_path, sha = keep_immutable_copy(store, prepare_zip(store, target))
     if not no_env:
-        prepare_environment(zip_path, on_progress=on_env_progress)
+        prepare_environment(zip_path, on_progress=on_env_progress, wallaroo_version=wallaroo_version)
     return store.create_task(
         "scheduled", zip_path, args=args or {}, name=name or os.path.basename(os.path.abspath(target)),
         source_sha=sha,
@@ -70,7 +74,7 @@ def schedule_task(store, target, cron, name=None, args=None, timeout=None, tz="U
         misfire_grace=DEFAULT_MISFIRE_GRACE if misfire_grace is None else misfire_grace,
         retries=retries, retry_backoff=DEFAULT_RETRY_BACKOFF if retry_backoff is None else retry_backoff,
         next_fire_at=to_iso(trigger.next_fire_time(now or _utcnow())), no_env=1 if no_env else 0,
-        log_max_bytes=log_max_bytes,
+        log_max_bytes=log_max_bytes, wallaroo_version=wallaroo_version,
     )
 
 
@@ -97,7 +101,7 @@ def keep_immutable_copy(store, zip_path):
     return kept, sha
 
 
-def prepare_environment(zip_path, on_progress=None):
+def prepare_environment(zip_path, on_progress=None, wallaroo_version=None):
     """Build (or find cached) the task environment of a zip now, not at its first fire.
 
     The scheduler starts runs on its one thread; an environment built there would hold up
@@ -109,7 +113,7 @@ def prepare_environment(zip_path, on_progress=None):
     from orchzip.runtime.environments import task_interpreter
     with tempfile.TemporaryDirectory(prefix="orchzip-env-") as work_dir:
         safe_extract(zip_path, work_dir)
-        return task_interpreter(work_dir, on_progress=on_progress)[2]
+        return task_interpreter(work_dir, on_progress=on_progress, wallaroo_version=wallaroo_version)[2]
 
 
 def next_fire_times(task, count=3):

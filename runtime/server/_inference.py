@@ -3,9 +3,11 @@
 As Wallaroo's inference URL takes them: ``application/json; format=pandas-records`` (a JSON
 list of records, e.g. each with a ``tensor`` list) or ``application/vnd.apache.arrow.file``
 (an Arrow IPC file); the answer comes in the same type. JSON answers are records with
-``time`` (epoch milliseconds), ``in`` and ``out`` objects, ``check_failures`` (a list) and
-``metadata`` — flattened to ``in.tensor``-style keys when ``dataset.separator`` is given, as
-the SDK asks. Arrow answers are the result batches as the shim's models make them.
+``time`` (epoch milliseconds), ``in`` and ``out`` objects, the check count as the targeted
+Wallaroo release gives it (``anomaly: {"count": 0}`` today, ``check_failures: []`` in 2023
+releases; see wallaroo_versions) and ``metadata`` — flattened to ``in.tensor``-style keys
+when ``dataset.separator`` is given, as the SDK asks. Arrow answers are the result batches
+as the shim's models make them.
 """
 
 import io
@@ -27,14 +29,17 @@ ARROW_FILE = "application/vnd.apache.arrow.file"
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 PANDAS_RECORDS = "application/json; format=pandas-records"
 BODY_LIMIT = 512 * 1024 * 1024
-DATASET_KEYS = ("time", "in", "out", "check_failures", "metadata")
+DATASET_KEYS = ("time", "in", "out", "anomaly", "metadata")
+CHECK_COLUMNS = ("anomaly.count", "check_failures")  # the release's name of the check count
 _DEPLOYMENT_SUFFIX = re.compile(r"-\d+$")
 
 
 class ModelCache:
     """Loaded models by file, reloaded when the file or the pipeline changes."""
 
-    def __init__(self):
+    def __init__(self, anomaly_column=None):
+        from orchzip.runtime.wallaroo_versions import anomaly_column as column_of, resolve_version
+        self.anomaly_column = anomaly_column or column_of(resolve_version())
         self._models, self._lock = {}, threading.Lock()
 
     def get(self, pipeline):
@@ -47,7 +52,8 @@ class ModelCache:
         with self._lock:
             model = self._models.get(pipeline["name"])
             if model is None or model[0] != key:
-                model = (key, OnnxModel(path, name=pipeline["name"], tensor_column=pipeline["tensor_column"]))
+                model = (key, OnnxModel(path, name=pipeline["name"], tensor_column=pipeline["tensor_column"],
+                                        anomaly_column=self.anomaly_column))
                 self._models[pipeline["name"]] = model
             return model[1]
 
@@ -117,7 +123,7 @@ def _metadata(info):
 
 def _wanted(params):
     dataset = params.getlist("dataset[]") or params.getlist("dataset") or ["*"]
-    wanted = set(DATASET_KEYS) if "*" in dataset else {"check_failures" if d == "anomaly" else d for d in dataset}
+    wanted = set(DATASET_KEYS) if "*" in dataset else {"anomaly" if d == "check_failures" else d for d in dataset}
     wanted -= set(params.getlist("dataset.exclude[]") or params.getlist("dataset.exclude"))
     return wanted
 
@@ -129,7 +135,7 @@ def records(batch, info, params):
     if separator is None and params.get("dataset.flatten", "").lower() == "true":
         separator = "."
     times = batch.column("time").cast(pa.int64()).to_pylist()
-    columns = {n: batch.column(n).to_pylist() for n in batch.schema.names if n not in ("time", "check_failures")}
+    columns = {n: batch.column(n).to_pylist() for n in batch.schema.names if n not in ("time", *CHECK_COLUMNS)}
     metadata = _metadata(info) if "metadata" in wanted else None
     out = []
     for i, ms in enumerate(times):
@@ -141,12 +147,19 @@ def records(batch, info, params):
                     row[group] = values
                 else:
                     row.update({f"{group}{separator}{k}": v for k, v in values.items()})
-        if "check_failures" in wanted:
-            row["check_failures"] = []
+        if "anomaly" in wanted:
+            row.update(_checks(batch.schema.names, separator))
         if metadata is not None:
             row["metadata"] = metadata
         out.append(row)
     return out
+
+
+def _checks(names, separator):
+    """The check count as the release answers it: 2023 a list of failures, later a count."""
+    if "check_failures" in names:
+        return {"check_failures": []}
+    return {"anomaly": {"count": 0}} if separator is None else {f"anomaly{separator}count": 0}
 
 
 async def infer(request):

@@ -122,7 +122,7 @@ class TaskContext:
             if name not in pipelines:
                 raise UnknownPipeline.from_args(name, pipelines)
             from .models import local_model
-            return local_model(name, pipelines[name])
+            return local_model(name, pipelines[name], data.get("anomaly_column"))
 
         return cls(data.get("args", {}), resolve_connection, resolve_pipeline, "local")
 

@@ -1,8 +1,10 @@
 """Models: map a batch of input rows to a batch shaped as Wallaroo's inference results.
 
 A result batch has the columns Wallaroo returns: ``time`` (one timestamp per batch),
-``in.<column>`` for every input column, ``out.<output>`` (a list per row) and
-``check_failures`` (0 per row: local pipelines have no validation checks).
+``in.<column>`` for every input column, ``out.<output>`` (a list per row) and the count of
+failed validation checks (0 per row: local pipelines have no checks), named as the targeted
+Wallaroo release names it: ``anomaly.count`` today, ``check_failures`` in 2023 releases. The
+task context says which (``anomaly_column``, written by the runner from the target version).
 """
 
 import datetime
@@ -17,26 +19,31 @@ from .errors import BadInput, MissingDependency, ModelError
 __all__ = ["OnnxModel", "SdkPipelineModel", "local_model", "wallaroo_result"]
 
 DEFAULT_TENSOR_COLUMN = "tensor"
+DEFAULT_ANOMALY_COLUMN = "anomaly.count"  # current Wallaroo releases
 
 
-def local_model(name, entry):
+def local_model(name, entry, anomaly_column=None):
     """The model of a local pipeline from its entry in the task context."""
-    return OnnxModel(entry["model"], name=name, tensor_column=entry.get("tensor_column"))
+    return OnnxModel(entry["model"], name=name, tensor_column=entry.get("tensor_column"),
+                     anomaly_column=anomaly_column)
 
 
 def _now_ms():
     return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
 
 
-def wallaroo_result(batch, outputs):
-    """Assemble a Wallaroo-shaped result from the input batch and ``{name: array}`` outputs."""
+def wallaroo_result(batch, outputs, anomaly_column=DEFAULT_ANOMALY_COLUMN):
+    """Assemble a Wallaroo-shaped result from the input batch and ``{name: array}`` outputs.
+
+    :param anomaly_column: the name of the per-row count of failed checks in the targeted release.
+    """
     n = batch.num_rows
     columns = {"time": pa.array(np.full(n, np.datetime64(_now_ms(), "ms")), pa.timestamp("ms"))}
     for name, column in zip(batch.schema.names, batch.columns):
         columns[f"in.{name}"] = column
     for name, array in outputs.items():
         columns[f"out.{name}"] = array
-    columns["check_failures"] = pa.array(np.zeros(n, dtype=np.int64))
+    columns[anomaly_column] = pa.array(np.zeros(n, dtype=np.int64))
     return pa.RecordBatch.from_pydict(columns)
 
 
@@ -57,10 +64,12 @@ class OnnxModel:
     :param tensor_column: the input column holding each row's features as a list; by
         default ``tensor``, else the column named like the model's input, else, when every
         column is numeric, all columns side by side (a CSV of feature columns).
+    :param anomaly_column: the results' check-count column (see the module docstring).
     """
 
-    def __init__(self, path, name=None, tensor_column=None):
+    def __init__(self, path, name=None, tensor_column=None, anomaly_column=None):
         self.path = os.fspath(path)
+        self.anomaly_column = anomaly_column or DEFAULT_ANOMALY_COLUMN
         self.name = name or os.path.splitext(os.path.basename(self.path))[0]
         self.tensor_column = tensor_column
         if not os.path.isfile(self.path):
@@ -105,7 +114,8 @@ class OnnxModel:
             results = self._session.run(self.output_names, {self.input_name: features})
         except Exception as err:
             raise ModelError(f"model {self.name!r} failed on rows {row_offset}..{row_offset + batch.num_rows - 1}: {err}") from None
-        return wallaroo_result(batch, {n: _list_per_row(r) for n, r in zip(self.output_names, results)})
+        outputs = {n: _list_per_row(r) for n, r in zip(self.output_names, results)}
+        return wallaroo_result(batch, outputs, self.anomaly_column)
 
     def close(self):
         self._session = None
@@ -173,7 +183,11 @@ def tensor_to_numpy(column, column_name, width, row_offset, model_name):
 
 
 class SdkPipelineModel:
-    """A pipeline on a Wallaroo instance, inferred through the wallaroo SDK."""
+    """A pipeline on a Wallaroo instance, inferred through the wallaroo SDK.
+
+    Its results keep the shape the instance's release gives them (``anomaly.count`` or
+    ``check_failures``), as the same orchestration run locally gets for that release.
+    """
 
     def __init__(self, name, pipeline):
         self.name = name
@@ -183,11 +197,6 @@ class SdkPipelineModel:
         result = self._pipeline.infer(pa.Table.from_batches([batch]))
         if not isinstance(result, pa.Table):
             result = pa.Table.from_pandas(result, preserve_index=False)
-        if "anomaly.count" in result.column_names and "check_failures" not in result.column_names:
-            # Newer Wallaroo versions name the check count anomaly.count.
-            result = result.rename_columns(
-                ["check_failures" if c == "anomaly.count" else c for c in result.column_names]
-            )
         return result.combine_chunks().to_batches()[0] if result.num_rows else pa.RecordBatch.from_pylist([], schema=result.schema)
 
     def close(self):

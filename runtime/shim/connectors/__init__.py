@@ -169,7 +169,12 @@ def rename_columns(batch, rename):
         names = [rename(n) for n in batch.schema.names]
     else:
         names = [rename.get(n, n) for n in batch.schema.names]
-    return batch.rename_columns(names)
+    # Not batch.rename_columns: RecordBatch has it only from pyarrow 16, and the task image of
+    # wallaroo 2026.1.3 pins pyarrow 14.0.1 (2024.1.0: 12.0.1).
+    import pyarrow as pa
+    schema = pa.schema([field.with_name(name) for field, name in zip(batch.schema, names)],
+                       metadata=batch.schema.metadata)
+    return pa.RecordBatch.from_arrays(batch.columns, schema=schema)
 
 
 class _RenamingSink(Sink):

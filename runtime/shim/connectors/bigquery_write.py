@@ -87,7 +87,7 @@ def bigquery_schema_for(arrow_schema, table_id):
     """SchemaFields for a new table holding batches of ``arrow_schema``.
 
     The tutorial's results give ``time DATETIME, in_tensor ARRAY<FLOAT64>, out_variable
-    ARRAY<FLOAT64>, check_failures INT64``.
+    ARRAY<FLOAT64>, anomaly_count INT64`` (``check_failures INT64`` from 2023 releases).
     """
     fields = []
     for field in arrow_schema:

@@ -2,11 +2,14 @@
 
 It is put on the ``PYTHONPATH`` of the task processes orchzip starts and nowhere else, so an
 orchestration's ``import wallaroo`` gets this package locally and the real SDK on Wallaroo.
-It plays the part of the SDK that runs inside a task: ``Client()``, ``in_task()``,
-``task_args()``, ``get_connection(name)``, workspaces, ``pipelines_by_name`` /
-``build_pipeline``, ``pipeline.deploy() / infer() / undeploy()`` and
-``wallaroo.object.EntityNotFoundError``, all backed by orchzip's local state. Anything else
-fails with one line that names the call and says it is not available locally.
+It plays the part of the SDK (2026.1.3) that runs inside a task: ``Client()``, ``in_task()``,
+``task_args()``, ``get_connection(name)``, workspaces (``get_workspace``, ``create_workspace``,
+``set_current_workspace``, ``Workspace.pipelines()``), ``pipelines_by_name`` /
+``get_pipeline`` / ``build_pipeline``, models, ``pipeline.deploy() / infer() /
+parallel_infer() / undeploy()``, the SDK's exceptions in ``wallaroo.object`` and the
+configuration modules orchestrations import at top level, all backed by orchzip's local
+state; lookups fail with the SDK's own exception kinds and texts. Anything else fails with
+one line that names the call and says it is not available locally.
 """
 
 import importlib.abc

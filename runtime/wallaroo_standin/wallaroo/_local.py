@@ -1,7 +1,8 @@
 """What the stand-in shares: the task context of the run, errors, and the unsupported-call guard.
 
 Everything the stand-in knows comes from the context file the orchzip runner writes for a run
-(``ORCHZIP_CONTEXT``: args, connections, local pipelines, workspaces). What a task creates
+(``ORCHZIP_CONTEXT``: args, connections, local pipelines, workspaces, and the targeted
+Wallaroo release's name of the results' check count). What a task creates
 while it runs (workspaces, pipelines, uploaded models) lives in this process only, in one
 ``LocalState`` that every ``Client`` of the process shares, as every client of one Wallaroo
 instance sees the same server.
@@ -37,8 +38,27 @@ class ModuleNotAvailableLocally(ConfigError, ModuleNotFoundError):
     """An import of a wallaroo submodule the stand-in does not have."""
 
 
-class NotDeployed(ConfigError):
-    """``infer`` on a pipeline that is not deployed (as Wallaroo refuses it too)."""
+def not_deployed(name, call):
+    """The SDK's ``RuntimeError`` for inferring through a pipeline that is not deployed."""
+    return sdk_error(f"Pipeline {name} is not deployed", f"call pipeline.deploy() before pipeline.{call}()",
+                     RuntimeError)
+
+
+class InferenceError(ConfigError):
+    """An inference was refused (locally: the rows are not a DataFrame or an Arrow table)."""
+
+
+def sdk_error(text, hint, kind=Exception):
+    """The exception the SDK raises (by default a plain ``Exception`` with ``text``).
+
+    ``str(err)`` is exactly the SDK's, so code that catches it sees what it sees on Wallaroo;
+    ``hint`` says what to do locally, and the task bootstrap prints both as one line when
+    nothing catches it.
+    """
+    err = kind(text)
+    err.orchzip_one_line = True
+    err.orchzip_hint = hint
+    return err
 
 
 def public_names(cls):
@@ -61,30 +81,74 @@ def utcnow():
 
 
 class LocalState:
-    """The run's context plus what this process created; shared by every Client."""
+    """The run's context plus what this process created; shared by every Client.
+
+    Workspaces, pipelines and connection memberships start as orchzip's state has them (the
+    context); what the task changes stays in this process. Pipelines outside every workspace
+    are in the default workspace, the one a client starts in.
+    """
 
     def __init__(self, context):
         self.context = context
         self.created_at = utcnow()
-        self.workspaces = {}  # name -> Workspace record dict
+        self.anomaly_column = context.get("anomaly_column") or "anomaly.count"
+        self.workspaces = {}  # name -> workspace record dict
         self.pipelines = {}  # name -> pipeline record dict
         self.models = {}  # name -> list of Model (versions, newest last)
-        self.current_workspace = None
+        self.connection_workspaces = {}  # connection name -> set of workspace names
         self._model_runners = {}
         self._next_ids = {"workspace": 1, "pipeline": 1, "model": 1}
-        self.add_workspace(DEFAULT_WORKSPACE)
-        for name in context.get("workspaces", []):
-            self.add_workspace(name)
+        for entry in context.get("workspaces", []):
+            self._add_known_workspace(entry)
+        self.default_workspace = self.add_workspace(DEFAULT_WORKSPACE)
+        self.current_workspace = None
+        for name, entry in (context.get("connections") or {}).items():
+            self.connection_workspaces[name] = set(entry.get("workspace_names") or [])
+        for name, entry in sorted((context.get("pipelines") or {}).items()):
+            self._add_known_pipeline(name, entry)
 
     def next_id(self, kind):
         value = self._next_ids[kind]
         self._next_ids[kind] += 1
         return value
 
+    def _add_known_workspace(self, entry):
+        if isinstance(entry, str):  # a context written before workspaces carried ids
+            entry = {"name": entry}
+        record = {"id": entry.get("id") or self.next_id("workspace"), "name": entry["name"],
+                  "created_at": entry.get("created_at") or utcnow()}
+        self.workspaces[record["name"]] = record
+        self._next_ids["workspace"] = max(self._next_ids["workspace"], int(record["id"]) + 1)
+
     def add_workspace(self, name):
         if name not in self.workspaces:
             self.workspaces[name] = {"id": self.next_id("workspace"), "name": name, "created_at": utcnow()}
         return self.workspaces[name]
+
+    def workspace_of(self, name):
+        """The record of workspace ``name``; None and unknown names mean the default one."""
+        return self.workspaces.get(name) if name else self.default_workspace
+
+    def current(self):
+        return self.current_workspace or self.default_workspace
+
+    def _add_known_pipeline(self, name, entry):
+        from .model import Model
+        path = entry["model"]
+        model = Model(os.path.splitext(os.path.basename(path))[0], path, self.next_id("model"),
+                      tensor_column=entry.get("tensor_column"))
+        workspace = self.workspace_of(entry.get("workspace")) or self.default_workspace
+        model.workspace_id = workspace["id"]
+        self.new_pipeline(name, [model], deployed=True, workspace=workspace)
+
+    def new_pipeline(self, name, steps, deployed, workspace):
+        record = {"id": self.next_id("pipeline"), "name": name, "steps": steps, "deployed": deployed,
+                  "workspace": workspace, "created_at": utcnow()}
+        self.pipelines[name] = record
+        return record
+
+    def pipelines_in(self, workspace):
+        return [r for r in self.pipelines.values() if r["workspace"]["id"] == workspace["id"]]
 
     def model_runner(self, path, tensor_column):
         """The shim's ONNX model for ``path``, loaded once per process."""
@@ -92,7 +156,8 @@ class LocalState:
         if key not in self._model_runners:
             from orchzip_shim.models import OnnxModel
             name = os.path.splitext(os.path.basename(path))[0]
-            self._model_runners[key] = OnnxModel(path, name=name, tensor_column=tensor_column)
+            self._model_runners[key] = OnnxModel(path, name=name, tensor_column=tensor_column,
+                                                 anomaly_column=self.anomaly_column)
         return self._model_runners[key]
 
 

@@ -2,7 +2,7 @@
 
 import os
 
-from ._local import LocalSurface
+from ._local import LocalSurface, sdk_error, state
 
 __all__ = ["Connection", "ConnectionList"]
 
@@ -39,17 +39,27 @@ class Connection(LocalSurface):
         return self._entry.get("created_at")
 
     def workspace_names(self):
-        return list(self._entry.get("workspace_names") or [])
+        """The workspaces it is in: as orchzip's state has it, with the task's own changes."""
+        names = state().connection_workspaces.get(self._name)
+        return sorted(names) if names is not None else list(self._entry.get("workspace_names") or [])
 
     def add_connection_to_workspace(self, workspace_id):
-        return None  # workspaces do not scope connections in a local run
+        state().connection_workspaces.setdefault(self._name, set()).add(_workspace_name(workspace_id))
 
     def remove_connection_from_workspace(self, workspace_id):
-        return None
+        state().connection_workspaces.setdefault(self._name, set()).discard(_workspace_name(workspace_id))
 
     def __repr__(self):
         # The details may hold a service-account key: never show them.
         return f"Connection(name={self._name!r}, type={self.connection_type()!r}, id={self.id()!r})"
+
+
+def _workspace_name(workspace_id):
+    for record in state().workspaces.values():
+        if record["id"] == workspace_id:
+            return record["name"]
+    raise sdk_error(f"Failed to add connection to workspace {workspace_id}",
+                    f"no local workspace has id {workspace_id}; see them with: orchzip workspaces list")
 
 
 class ConnectionList(list):

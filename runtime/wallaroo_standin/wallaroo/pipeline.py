@@ -3,13 +3,19 @@
 A pipeline of orchzip's state (``orchzip pipelines create``) starts deployed, as the
 tutorials' notebooks deploy a pipeline before its orchestration runs; ``deploy()`` and
 ``undeploy()`` switch that state for the rest of the process, and ``infer`` on an
-undeployed pipeline is refused as on Wallaroo.
+undeployed pipeline is refused as on Wallaroo. Results have the shape of the targeted
+Wallaroo release (the check count is ``anomaly.count`` or, for 2023 releases,
+``check_failures``).
 """
+
+import asyncio
 
 import pyarrow as pa
 
-from ._local import LocalSurface, NotAvailableLocally, NotDeployed, state
-from .object import DeploymentError, InferenceError
+from ._local import InferenceError, LocalSurface, NotAvailableLocally, not_deployed, state
+from .object import DeploymentError
+
+PARALLEL_TIMEOUT = 15  # seconds per batch, the SDK's default
 
 __all__ = ["Pipeline", "Pipelines"]
 
@@ -47,7 +53,9 @@ class Pipeline(LocalSurface):
         return list(self._record["steps"])
 
     def status(self):
-        return {"status": "Running" if self._record["deployed"] else "Undeployed", "local": True}
+        if self._record["deployed"]:
+            return {"status": "Running", "details": [], "engines": [], "engine_lbs": [], "sidekicks": []}
+        return {"status": f"Pipeline {self.name()} is not deployed"}
 
     # -- building -----------------------------------------------------------------------
     def add_model_step(self, model_version):
@@ -93,17 +101,47 @@ class Pipeline(LocalSurface):
         """Infer a pandas DataFrame or a pyarrow Table; the result is of the same kind.
 
         Its columns are Wallaroo's: ``time``, ``in.<column>``, ``out.<output>`` (a list per
-        row) and ``check_failures``.
+        row) and the check count as the targeted release names it.
         """
-        if not self._record["deployed"]:
-            raise NotDeployed(
-                f"pipeline {self.name()!r} is not deployed; call pipeline.deploy() before infer()"
-            )
-        step = self._record["steps"][0]
-        model = state().model_runner(step.path, step.tensor_column)
+        model = self._model("infer")
         table, as_pandas = _as_table(tensor)
         result = _infer_table(model, table)
         return _to_pandas(result) if as_pandas else result
+
+    async def parallel_infer(self, tensor, batch_size=1, timeout=None, num_parallel=None, retries=None,
+                             dataset=None, dataset_exclude=None, dataset_separator=None):
+        """Infer ``tensor`` in batches of ``batch_size`` rows, ``num_parallel`` at a time, as the SDK does.
+
+        The result is one DataFrame (or Arrow table, for a table) of all rows in order. When some
+        batches fail, their rows are empty and an ``error`` column says why (``""`` for rows that
+        succeeded); when every batch fails, the result is only the ``error`` column, one row per
+        batch. ``timeout`` bounds each batch (default 15 s); ``retries`` is accepted, as there is
+        no network to retry locally.
+        """
+        import pandas as pd
+        if tensor is None or not isinstance(tensor, (pd.DataFrame, pa.Table)):
+            raise ValueError("tensor must be a pandas DataFrame or a pyarrow Table")
+        if batch_size is None or batch_size == 0:
+            raise ValueError("batch_size must be a positive integer and cannot be None or 0")
+        model = self._model("parallel_infer")
+        table, as_pandas = _as_table(tensor)
+        batches = table.to_batches(max_chunksize=batch_size)
+        limit = asyncio.Semaphore(num_parallel or 1)
+        seconds = PARALLEL_TIMEOUT if timeout is None else timeout
+
+        async def one(batch):
+            async with limit:
+                call = asyncio.to_thread(_infer_table, model, pa.Table.from_batches([batch]))
+                return await asyncio.wait_for(call, seconds)
+
+        results = await asyncio.gather(*(one(b) for b in batches), return_exceptions=True)
+        return _joined(results, [b.num_rows for b in batches], as_pandas)
+
+    def _model(self, call):
+        if not self._record["deployed"]:
+            raise not_deployed(self.name(), call)
+        step = self._record["steps"][0]
+        return state().model_runner(step.path, step.tensor_column)
 
     def infer_from_file(self, filename, data_format=None, timeout=None, **_ignored):
         """Infer an Arrow IPC file (``.arrow``; result: a Table) or pandas-records JSON (a DataFrame)."""
@@ -155,6 +193,44 @@ def _infer_table(model, table, max_rows=50_000):
         results.append(model.infer_batch(batch, row_offset=offset))
         offset += batch.num_rows
     return pa.Table.from_batches(results)
+
+
+def _error_text(err):
+    if isinstance(err, asyncio.TimeoutError):
+        return "inference timed out"
+    return str(err) or type(err).__name__
+
+
+def _joined(results, sizes, as_pandas):
+    """The batches' results in order, as the SDK joins them (see ``Pipeline.parallel_infer``)."""
+    import pandas as pd
+    for result in results:
+        if isinstance(result, BaseException) and not isinstance(result, Exception):
+            raise result  # KeyboardInterrupt and the like are not a batch's failure
+    sample = next((r for r in results if isinstance(r, pa.Table)), None)
+    if sample is None:
+        errors = pd.DataFrame({"error": [_error_text(r) for r in results]})
+        return errors if as_pandas else pa.Table.from_pandas(errors, preserve_index=False)
+    tables, errors = [], []
+    for result, size in zip(results, sizes):
+        if isinstance(result, pa.Table):
+            tables.append(result.cast(sample.schema))
+            errors += [""] * size
+        else:
+            tables.append(pa.table({f.name: pa.nulls(size, f.type) for f in sample.schema}, schema=sample.schema))
+            errors += [_error_text(result)] * size
+    joined = pa.concat_tables(tables)
+    failed = any(errors)
+    if not as_pandas:
+        return joined.append_column("error", pa.array(errors, pa.string())) if failed else joined
+    frame = _to_pandas(joined)
+    if failed:
+        # The SDK fills a failed batch's rows with "" in every column.
+        mask = [bool(e) for e in errors]
+        frame = frame.astype(object)
+        frame.loc[mask, :] = ""
+        frame["error"] = errors
+    return frame
 
 
 def _to_pandas(table):
