@@ -164,7 +164,9 @@ STORED_ROWS = [
 
 def test_bad_rows_already_stored_never_break_list_or_get(tmp_path):
     state = tmp_path / "state"
-    assert run_cli(state, tmp_path, "connections", "list").returncode == 0  # creates the database
+    assert run_cli(state, tmp_path, "connections", "list").returncode == 0  # a read: creates nothing
+    assert not state.exists()
+    assert run_cli(state, tmp_path, "workspaces", "create", "seed").returncode == 0  # creates the database
     with sqlite3.connect(state / "state.db") as db:
         db.executemany("INSERT INTO connections(name, type, details, created_at) VALUES (?, 'FILE', ?, 'then')",
                        [(name, text) for name, text, _ in STORED_ROWS])
