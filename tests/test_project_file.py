@@ -289,3 +289,16 @@ def test_init_refuses_to_overwrite_a_project(tmp_path):
     ok(orchzip("init", cwd=tmp_path))
     again = orchzip("init", cwd=tmp_path)
     assert again.returncode == 2 and "already has" in again.stderr and "orchzip.yaml" in again.stderr
+
+
+def test_the_example_orchestrations_project_applies_and_exports_what_it_declares(tmp_path):
+    examples = os.path.join(REPO, "orchestrations")
+    state = tmp_path / "state"
+    applied = ok(orchzip("--state-dir", str(state), "apply", "--json", cwd=examples))
+    assert json.loads(applied.stdout)["create"] == 10
+    exported = ok(orchzip("--state-dir", str(state), "export", "-o", "-", cwd=examples)).stdout
+    # the YAML merge key (<<: *bigquery_key) was read: both BigQuery connections have the key's fields
+    assert exported.count("private_key: ${BQ_PRIVATE_KEY}") == 2 and "table: house_results" in exported
+    assert f"model: {os.path.join(REPO, 'examples', 'houseprice', 'model.onnx')}" in exported  # outside: absolute
+    assert "path: houseprice_local" in exported and "timeout: 600\n" in exported
+    assert not os.path.exists(os.path.join(examples, ".orchzip"))

@@ -147,6 +147,10 @@ def cmd_run(args):
         args.timeout = args.timeout if args.timeout is not None else recipe["timeout"]
         args.no_env = args.no_env or recipe["no_env"]
         target = recipe["target"]
+    from orchzip.commands import continuous
+    if args.continuously:
+        return continuous.cmd_run_continuously(args, target, task_args)
+    continuous.refuse_options_of_continuous(args)
     run = execute(args, target, task_args)
     if args.json:
         print_json(run)
@@ -300,16 +304,19 @@ def _log_size(value):
 
 def register(subparsers):
     p = subparsers.add_parser(
-        "run", help="run an orchestration zip or folder once, locally (a run-once task)",
+        "run", help="run an orchestration zip or folder locally: once, or --continuously",
         description="Run an orchestration once on this machine: a folder is built into a zip "
         "first; the zip is unpacked into a fresh run directory and main.py runs in a child "
         "process with the task args and the local connections and pipelines. The task's "
-        "output is shown and kept in the run's log. Exits 1 when the task fails.",
+        "output is shown and kept in the run's log. Exits 1 when the task fails. "
+        "With --continuously, main.py is kept running until the task is killed (see below).",
     )
     p.add_argument("target", help="an orchestration zip or folder, or the name of a task (or orchestration) "
                    "in the project's orchzip.yaml, applied with `orchzip apply`: its args and timeout apply, "
                    "--arg and --timeout override them")
     add_run_arguments(p)
+    from orchzip.commands import continuous
+    continuous.add_arguments(p)
     add_json_flag(p)
     p.set_defaults(func=cmd_run)
 

@@ -247,15 +247,16 @@ def register(subparsers):
 
 def _register_tasks(subparsers):
     tasks = subparsers.add_parser(
-        "tasks", help="list, inspect and control tasks (run-once and scheduled)",
+        "tasks", help="list, inspect and control tasks (run-once, scheduled and continuous)",
         description="Tasks and their runs, with Wallaroo's statuses. Task: pending, started, "
-        "pending_kill, killed, failed, success, timed_out. Run: running, success, failure, killed, timed_out. "
+        "pending_kill, killed, failed, crash_loop (a continuous task whose main.py keeps exiting). "
+        "Run: running, success, failure, killed, timed_out. "
         "As on Wallaroo, a task that has started stays `started` when its run ends, whatever the "
         "outcome: the outcome is its run's status (the last_run column). A kill ends a task (killed).",
     )
     sub = tasks.add_subparsers(dest="action", metavar="ACTION", required=True)
     p = sub.add_parser("list", help="list tasks: status, next fire time, and their last run's outcome")
-    p.add_argument("--kind", choices=("run_once", "scheduled"), help="only tasks of this kind")
+    p.add_argument("--kind", choices=("run_once", "scheduled", "continuous"), help="only tasks of this kind")
     p.add_argument("--status", help="only tasks with this status")
     add_json_flag(p)
     p.set_defaults(func=cmd_tasks_list)

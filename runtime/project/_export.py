@@ -70,7 +70,8 @@ def _task_entry(task):
     keys = ["args", "timeout", "no_env"] + (list(SCHEDULE_FIELDS) if task["schedule"] else [])
     for key in keys:
         if key == "schedule" or task[key] != TASK_DEFAULTS.get(key):
-            entry[key] = task[key]
+            value = task[key]
+            entry[key] = int(value) if isinstance(value, float) and value.is_integer() else value  # 600, not 600.0
     return entry
 
 

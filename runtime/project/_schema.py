@@ -157,17 +157,27 @@ def parse_yaml(text, path):
 
 def _plain(node, loc, lines, path, constructor):
     if isinstance(node, yaml.MappingNode):
-        result = {}
-        for key_node, value_node in node.value:
-            key = constructor.construct_object(key_node, deep=True)
-            line = key_node.start_mark.line + 1
-            if not isinstance(key, str):
-                raise ProjectFileError(f"{path}:{line}: {_dotted(loc) or 'top level'}: key {key!r} must be a string")
-            if key in result:
-                raise ProjectFileError(f"{path}:{line}: {_dotted(loc + (key,))}: duplicate key "
-                                       f"(first at line {lines[loc + (key,)]})")
-            lines[loc + (key,)] = line
-            result[key] = _plain(value_node, loc + (key,), lines, path, constructor)
+        own = sum(1 for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge")
+        try:
+            constructor.flatten_mapping(node)  # `<<: *anchor` merge keys: their entries come first
+            merged = len(node.value) - own
+            result, own_keys = {}, set()
+            for index, (key_node, value_node) in enumerate(node.value):
+                key = constructor.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                if not isinstance(key, str):
+                    raise ProjectFileError(f"{path}:{line}: {_dotted(loc) or 'top level'}: key {key!r} must be a string")
+                if key in own_keys:
+                    raise ProjectFileError(f"{path}:{line}: {_dotted(loc + (key,))}: duplicate key "
+                                           f"(first at line {lines[loc + (key,)]})")
+                if index >= merged:  # a key of this mapping's own overrides a merged one
+                    own_keys.add(key)
+                lines[loc + (key,)] = line
+                result[key] = _plain(value_node, loc + (key,), lines, path, constructor)
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None) or node.start_mark
+            raise ProjectFileError(f"{path}:{mark.line + 1}: {_dotted(loc) or 'top level'}: "
+                                   f"{getattr(err, 'problem', None) or err}") from None
         return result
     if isinstance(node, yaml.SequenceNode):
         items = []

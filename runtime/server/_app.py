@@ -6,7 +6,9 @@ import logging
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from orchzip.runtime.server import _connections, _graphql, _inference, _orchestrations, _platform, _tasks
+from orchzip.runtime.server import (
+    _connections, _continuous, _graphql, _inference, _orchestrations, _platform, _tasks,
+)
 from orchzip.runtime.server._auth import BearerAuth, load_or_create_token
 from orchzip.runtime.server._context import ServerContext
 from orchzip.runtime.server._http import EXCEPTION_HANDLERS
@@ -29,6 +31,7 @@ def create_app(state_dir, token=None, no_env=False, max_upload_bytes=None, sched
     @contextlib.asynccontextmanager
     async def lifespan(app):
         ctx.start()
+        _continuous.resume(ctx)  # run-continuously tasks a previous server left going
         log.info("orchzip serve: state in %s", ctx.state_dir)
         try:
             yield
@@ -36,7 +39,7 @@ def create_app(state_dir, token=None, no_env=False, max_upload_bytes=None, sched
             ctx.stop()
 
     routes = (_platform.routes() + _connections.routes() + _orchestrations.routes() + _tasks.routes()
-              + _graphql.routes() + _inference.routes())
+              + _continuous.routes() + _graphql.routes() + _inference.routes())
     auth = Middleware(BearerAuth, token=token, open_paths=_platform.OPEN_PATHS)
     app = Starlette(routes=routes, middleware=[auth],
                     exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
