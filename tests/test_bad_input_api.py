@@ -10,9 +10,12 @@ import sqlite3
 import sys
 
 import pytest
+import requests
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "serve"))
-from serve_helpers import Server  # noqa: E402
+from serve_helpers import Server, orchzip  # noqa: E402
+
+from conftest import RF_MODEL  # noqa: E402
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -22,6 +25,7 @@ SECRET = "hunter2-s3cr3t-value"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     state = tmp_path_factory.mktemp("serve") / "state"
+    orchzip(str(state), "pipelines", "create", "hp", "--model", RF_MODEL)
     srv = Server(state, state.parent / "serve.log", "--no-env").start()
     yield srv
     srv.stop()
@@ -129,3 +133,71 @@ def test_upload_refuses_zips_it_cannot_trust(server, tmp_path, case):
     assert "orch.zip" in answer.json()["msg"] and str(tmp_path) not in answer.json()["msg"]
     listed = server.post("/v1/api/orchestration/list", {"workspace_id": workspace}).json()
     assert listed == [] or listed.get("orchestrations", listed) == [], listed
+
+
+# -- inference bodies: parsed with bounded memory, refused with a 4xx JSON ------------------------
+INFER = "/v1/api/pipelines/infer/hp"
+RECORDS = "application/json; format=pandas-records"
+ROW = '{"tensor": [' + ", ".join(["1.5"] * 18) + "]}"
+
+INFER_CASES = [
+    ("NaN", RECORDS, "[" + ROW[:-1] + ', "x": NaN}]', 400, "NaN is not a JSON number"),
+    ("not a list", RECORDS, ROW, 400, "must be a JSON list of records"),
+    ("a record not an object", RECORDS, f"[{ROW}, 5]", 400, "record 1 is not a JSON object"),
+    ("cut short", RECORDS, f"[{ROW}, {ROW}", 400, "not valid JSON"),
+    ("extra data", RECORDS, f"[{ROW}] []", 400, "extra data after the list"),
+    ("no records", RECORDS, "[]", 400, "body holds no records"),
+    ("not utf-8", RECORDS, b'[{"tensor": "\xff"}]', 400, "not UTF-8 JSON"),
+    ("mixed types", RECORDS, '[{"tensor": 1}, {"tensor": "a"}]', 400, "records do not form a table"),
+    ("deep", RECORDS, "[" + "[" * 100_000, 400, "not valid JSON"),
+    ("other content type", "text/csv", "a,b\n1,2\n", 415, "is not one of"),
+    ("not arrow", "application/vnd.apache.arrow.file", "not arrow", 400, "body is not an Arrow IPC file"),
+]
+
+
+@pytest.mark.parametrize("content_type, body, status, expect", [c[1:] for c in INFER_CASES],
+                         ids=[c[0] for c in INFER_CASES])
+def test_inference_refuses_bad_bodies(server, content_type, body, status, expect):
+    data = body if isinstance(body, bytes) else body.encode()
+    answer = server.post(INFER, data=data, headers={**server.headers, "Content-Type": content_type})
+    assert_refused(answer, status, expect)
+
+
+@pytest.mark.parametrize("content_type, limit", [(RECORDS, 64 << 20), ("application/vnd.apache.arrow.file", 512 << 20)])
+def test_inference_over_the_stated_limit_gets_413_before_the_body_is_read(server, content_type, limit):
+    import http.client
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        connection.putrequest("POST", INFER)
+        for name, value in {**server.headers, "Content-Type": content_type, "Content-Length": str(limit + 1)}.items():
+            connection.putheader(name, value)
+        connection.endheaders()  # and no body: the answer must not wait for it
+        answer = connection.getresponse()
+        body = json.loads(answer.read())
+    finally:
+        connection.close()
+    assert answer.status == 413 and f"over the limit of {limit:,}" in body["msg"], body
+
+
+def test_a_streamed_body_over_the_limit_gets_413(server):
+    chunk = b" " * (1 << 20)
+
+    def body():  # no Content-Length: the server counts what arrives
+        yield b"["
+        for _ in range(70):
+            yield chunk
+
+    try:
+        answer = server.post(INFER, data=body(), headers={**server.headers, "Content-Type": RECORDS})
+    except requests.ConnectionError:
+        pytest.skip("the server closed the connection while the client was still sending")
+    assert_refused(answer, 413, "over the limit of 67,108,864 bytes")
+
+
+def test_inference_in_many_record_groups_matches_one_group(server):
+    rows = [{"tensor": [float(i % 7)] * 18} for i in range(25_000)]  # three groups of records
+    answer = server.post(INFER, data=json.dumps(rows).encode(), headers={**server.headers, "Content-Type": RECORDS})
+    assert answer.status_code == 200, answer.text
+    got = answer.json()
+    assert len(got) == 25_000 and got[7]["in"]["tensor"] == [0.0] * 18
+    assert got[1]["out"] == got[10_004]["out"] == got[20_007]["out"]  # all rows of 1.0

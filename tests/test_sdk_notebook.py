@@ -90,6 +90,7 @@ def test_the_wallaroo_sdk_runs_the_notebook_flow_against_orchzip_serve(sdk_pytho
     # run_scheduled, kill, list_tasks.
     assert seen["scheduled_status"] == "started" and seen["scheduled_type"] == "CronJob"
     assert "Scheduled Run" in seen["scheduled_html"] and "*/5 * * * *" in seen["scheduled_html"]
+    assert seen["paused_status"] == "paused" and seen["resumed_status"] == "started"
     assert seen["kill_status"] in ("pending_kill", "killed") and seen["killed_status"] == "killed"
     assert task["id"] in seen["active_task_ids"] and seen["killed_task_ids"] and \
         not set(seen["killed_task_ids"]) & set(seen["active_task_ids"])
