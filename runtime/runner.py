@@ -288,9 +288,7 @@ def settle_lost_run(store, run, reason):
     """
     kill_lost_run(run)
     kill_lost_group(run)
-    run_dir = os.path.dirname(run["work_dir"]) if run.get("work_dir") else None
-    if run_dir is None:
-        return store.update_run(run["id"], status="failure", ended_at=utcnow(), error=reason)
+    run_dir = os.path.join(store.state_dir, "runs", run["id"])
     settling.remove_secrets(run_dir)
     status, error, note = settled_status(run_dir, "failure", reason)
     if status == "failure" and settling.settle(run_dir).outcome == "none":
@@ -312,7 +310,9 @@ def reconcile_lost_runs(store):
     """
     for run in store.running_runs(kind="run_once"):
         task = store.get_task(run["task_id"])
-        if task.get("orch_id") or not run.get("pid") or _run_process_alive(run) or _runner_alive(run):
+        if task.get("orch_id") or not (run.get("pid") or run.get("runner_pid")):
+            continue  # not ours, or a row too old to tell who ran it
+        if (run.get("pid") and _run_process_alive(run)) or _runner_alive(run):
             continue
         settle_lost_run(store, run, LOST_RUN)
 

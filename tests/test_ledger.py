@@ -140,3 +140,26 @@ def test_a_sink_without_a_key_leaves_no_ledger_in_duckdb(tmp_path, monkeypatch):
         sink.write(batch(3))
     db = duckdb_connector._databases[conn.details["path"]]
     assert [r[0] for r in db.execute("SELECT table_name FROM information_schema.tables").fetchall()] == ["results"]
+
+
+# -- BigQuery (on the emulator): its job history is the ledger ------------------------------
+
+@pytest.mark.timeout(120)
+def test_a_bigquery_retry_of_a_committed_key_loads_nothing_and_says_so(bq_emulator, monkeypatch):
+    from tests.test_bigquery_connector import connection as bq_connection, result_batch, table_rows, write
+
+    name = "ledger_" + os.urandom(4).hex()
+    client = bq_emulator.client()
+    client.create_dataset(name)
+    client.close()
+    conn = bq_connection(bq_emulator, name, "results")
+    rows_in = [[float(i)] * 18 for i in range(8)]
+    monkeypatch.setenv("ORCHZIP_RUN_ID", "run-a")
+    first = write(conn, [result_batch(rows_in)], create=True, idempotency_key="task-9@09:00")
+    assert first.already_committed_by is None
+    monkeypatch.setenv("ORCHZIP_RUN_ID", "run-b")
+    retry = write(conn, [result_batch(rows_in)], create=True, idempotency_key="task-9@09:00")
+    assert "run-a" in retry.already_committed_by and retry.job_id == first.job_id
+    assert table_rows(bq_emulator, name, "results")[0].num_rows == 8
+    write(conn, [result_batch(rows_in[:3])], idempotency_key="task-9@10:00")  # the next fire
+    assert table_rows(bq_emulator, name, "results")[0].num_rows == 11

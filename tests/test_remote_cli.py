@@ -47,7 +47,8 @@ def test_upload_run_once_logs(remote, workspace_id, tmp_path):
     zip_path = build(HELLO, str(tmp_path)).zip_path
     uploaded = remote("upload", zip_path, "--workspace-id", str(workspace_id), "--name", "hello", "--wait")
     orch_id = uploaded.stdout.strip()
-    assert len(orch_id) == 36 and "ready" in uploaded.stderr and "packaging" in uploaded.stderr
+    # The statuses seen depend on how fast packaging is (a cached environment is ready at once).
+    assert len(orch_id) == 36 and uploaded.stderr.rstrip().splitlines()[-1].strip().startswith("ready")
     ran = remote("remote", "run-once", orch_id, "--arg", "who=cli", "--wait")
     assert "task " in ran.stdout and "success" in ran.stdout
     run_id = ran.stdout.split("run ")[1].split()[0]

@@ -130,3 +130,27 @@ def test_orchzips_own_environment_does_not_see_the_standin():
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "wallaroo_standin" not in done.stdout
+
+
+@pytest.mark.timeout(60)
+def test_parallel_infer_on_arrow_marks_failed_batches_and_an_all_failed_run_is_only_errors(tmp_path):
+    done = run_task(tmp_path, f"""
+        import asyncio, pandas as pd, pyarrow as pa, wallaroo
+        pipeline = wallaroo.Client().pipelines_by_name("houseprice")[0]
+        houses = pd.read_json({XTEST_1K!r}, orient="records").head(5)
+        broken = houses.copy()
+        broken.at[0, "tensor"] = [1.0]
+        table = asyncio.run(pipeline.parallel_infer(pa.Table.from_pandas(broken), batch_size=2, num_parallel=2))
+        print(table.num_rows, table.column_names[-1], table.column("error").to_pylist()[:3])
+        print(table.column("out.variable").null_count, table.column("out.variable")[2].as_py() is not None)
+        bad = pd.DataFrame({{"tensor": [[1.0]] * 3}})
+        errors = asyncio.run(pipeline.parallel_infer(bad, batch_size=2))
+        print(list(errors.columns), len(errors))
+    """)
+    assert done.returncode == 0, done.stderr
+    first, second, third = done.stdout.splitlines()
+    rows, last, errors = first.split(" ", 2)
+    assert rows == "5" and last == "error"
+    assert errors.startswith("[") and errors.count("''") == 1 and "18" in errors  # rows 0-1 failed, row 2 did not
+    assert second == "2 True"
+    assert third == "['error'] 2"  # one row per failed batch, as the SDK gives it

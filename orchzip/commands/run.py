@@ -156,18 +156,22 @@ def cmd_run(args):
         print_json(run)
     else:
         print(describe_run(run), file=sys.stderr)
+        if run.get("note"):  # how the status was settled from the sinks' commits
+            print(f"orchzip: note: {run['note']}", file=sys.stderr)
         if run["status"] != "success":
             print(f"orchzip: error: {run['error'] or run['status']} (log: {run['log_path']})", file=sys.stderr)
     return 0 if run["status"] == "success" else EXIT_TASK_FAILED
 
 
 def open_store(args):
-    """The store, with runs whose `orchzip run` died unrecorded marked failed first."""
+    """The store, with runs (and continuous tasks) whose `orchzip run` died unrecorded settled first."""
+    from orchzip.runtime.continuous import reconcile_lost_continuous
     from orchzip.runtime.runner import reconcile_lost_runs
     from orchzip.runtime.store import Store
 
     store = Store(args.state_dir)
     reconcile_lost_runs(store)
+    reconcile_lost_continuous(store)
     return store
 
 
@@ -308,7 +312,10 @@ def register(subparsers):
         description="Run an orchestration once on this machine: a folder is built into a zip "
         "first; the zip is unpacked into a fresh run directory and main.py runs in a child "
         "process with the task args and the local connections and pipelines. The task's "
-        "output is shown and kept in the run's log. Exits 1 when the task fails. "
+        "output is shown and kept in the run's log. Exits 1 when the task fails. Ctrl-C, SIGTERM "
+        "and SIGHUP stop the task's whole process tree and record the run killed. The run's "
+        "status follows its sinks' commits; a task arg run_id (--arg run_id=NAME) names its "
+        "output, so running the same run_id again writes nothing twice. "
         "With --continuously, main.py is kept running until the task is killed (see below).",
     )
     p.add_argument("target", help="an orchestration zip or folder, or the name of a task (or orchestration) "
