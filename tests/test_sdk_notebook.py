@@ -94,5 +94,9 @@ def test_the_wallaroo_sdk_runs_the_notebook_flow_against_orchzip_serve(sdk_pytho
     assert seen["kill_status"] in ("pending_kill", "killed") and seen["killed_status"] == "killed"
     assert task["id"] in seen["active_task_ids"] and seen["killed_task_ids"] and \
         not set(seen["killed_task_ids"]) & set(seen["active_task_ids"])
-    assert task["id"] in seen["orchestration_task_ids"] and len(seen["orchestration_task_ids"]) == 3
+    # run_continuously: a NetworkService task, its logs flushed as written, killed on demand.
+    assert seen["service_status"] == "started" and seen["service_type"] == "NetworkService"
+    assert "tick 1" in texts(seen["service_logs"]) and "Continuous Run" in seen["service_html"]
+    assert seen["service_killed_status"] == "killed"
+    assert task["id"] in seen["orchestration_task_ids"] and len(seen["orchestration_task_ids"]) == 4
     assert seen["by_id_status"] == "started" and "hello-once" in seen["tasks_html"]

@@ -164,17 +164,19 @@ def cmd_run(args):
 
 
 def open_store(args, create=True):
-    """The store, with runs whose `orchzip run` died unrecorded marked failed first.
+    """The store, with runs (and continuous tasks) whose `orchzip run` died unrecorded settled first.
 
     :param create: False for commands that only read: a missing state reads as empty and is
         not created.
     """
+    from orchzip.runtime.continuous import reconcile_lost_continuous
     from orchzip.runtime.runner import reconcile_lost_runs
     from orchzip.runtime.store import Store
 
     store = Store(args.state_dir, create=create)
     if store.exists:
         reconcile_lost_runs(store)
+        reconcile_lost_continuous(store)
     return store
 
 

@@ -19,8 +19,8 @@ from orchzip.runtime.server._logs import wallaroo_log_lines
 RUN_STATUSES = ("running", "success", "failure", "killed", "timed_out", "unknown")
 TASK_STATUSES = ("pending", "started", "pending_kill", "killed", "failed", "success", "timed_out", "paused",
                  "pending_pause", "pending_resume", "crash_loop", "resource_contention", "schedule_error")
-# Wallaroo's run types; a task kind not listed here keeps running until killed.
-RUN_TYPES = {"run_once": "Oneshot", "scheduled": "CronJob"}
+# Wallaroo's run types of orchzip's task kinds ("continuous": runtime/continuous.py).
+RUN_TYPES = {"run_once": "Oneshot", "scheduled": "CronJob", "continuous": "NetworkService"}
 DEFAULT_LAST_RUNS = 5
 
 
