@@ -18,6 +18,8 @@ CrashLoopBackOff). orchzip does the same locally, with these choices (documented
   --continuously``) stops the run it has (recorded ``killed``) and ends the task ``killed``.
 - A task whose zip cannot start at all (no main.py, an environment that does not build) ends
   ``failed`` at once: the same zip would fail the same way at every restart.
+- A task whose ``orchzip run --continuously`` was killed outright ends ``failed`` as soon as
+  another orchzip command sees it (``reconcile_lost_continuous``): nothing restarts it any more.
 
 The policy is pure (``RestartPolicy``: delays and statuses from counts); ``ContinuousTask``
 does the starting, watching and waiting, with the clock and the wait injectable for tests.
@@ -30,7 +32,8 @@ import time
 
 from orchzip.errors import ConfigError, OrchzipError
 
-__all__ = ["RestartPolicy", "ContinuousTask", "run_continuously", "create_continuous_task", "KIND", "RUN_TYPE"]
+__all__ = ["RestartPolicy", "ContinuousTask", "run_continuously", "create_continuous_task", "reconcile_lost_continuous",
+           "start_in_thread", "KIND", "RUN_TYPE"]
 
 KIND = "continuous"
 RUN_TYPE = "NetworkService"
@@ -232,6 +235,30 @@ def run_continuously(store, target, args=None, name=None, policy=None, should_st
     task = create_continuous_task(store, target, args=args, name=name, log_max_bytes=log_max_bytes)
     check = (lambda: should_stop(store.get_task(task["id"]))) if should_stop else None
     return ContinuousTask(store, task, policy, should_stop=check, **options).run()
+
+
+LOST_SUPERVISOR = "its orchzip run --continuously stopped without ending the task"
+
+
+def reconcile_lost_continuous(store):
+    """End the run-continuously tasks whose `orchzip run --continuously` died unrecorded.
+
+    Nothing restarts their main.py any more: a running run left behind is settled as lost
+    (its process is gone with its runner, see task_bootstrap), and the task ends ``failed``
+    (``killed`` if a kill was asked for). Tasks of ``orchzip serve`` are the server's own.
+    """
+    from orchzip.runtime.runner import _run_process_alive, _runner_alive, settle_lost_run
+    for task in store.list_tasks(kind=KIND):
+        if task.get("orch_id") or task["status"] not in ("pending", "started", "crash_loop", "pending_kill"):
+            continue
+        latest = store.list_runs(task_id=task["id"], limit=1)
+        if not latest or not latest[0].get("runner_pid") or _runner_alive(latest[0]):
+            continue  # still being set up, or its supervisor is alive
+        if latest[0]["status"] == "running":
+            if latest[0].get("pid") and _run_process_alive(latest[0]):
+                continue  # its supervisor is gone but main.py is not, yet
+            settle_lost_run(store, latest[0], LOST_SUPERVISOR)
+        store.update_task(task["id"], status="killed" if task["status"] == "pending_kill" else "failed")
 
 
 def start_in_thread(store, task, policy=None, should_stop=None, stop_status="killed", **options):

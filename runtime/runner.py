@@ -205,7 +205,7 @@ class RunningTask:
         settling.remove_secrets(self.run_dir)
         if error is None and status == "failure":
             error = last_error_line(self.run["log_path"]) or f"main.py exited with code {exit_code}"
-        status, error, note = settled_status(self.run_dir, status, error)
+        status, error, note = settled_status(self.run_dir, status, error, self.store)
         stats = {k: self.progress.get(k) for k in ("rows_read", "rows_inferred", "rows_written", "seconds")}
         self.final = self.store.update_run(
             self.run_id, status=status, exit_code=exit_code, ended_at=utcnow(), error=error, note=note, **stats,
@@ -216,12 +216,13 @@ class RunningTask:
         return self.final
 
 
-def settled_status(run_dir, status, error):
+def settled_status(run_dir, status, error, store=None):
     """``(status, error, note)`` of an ended run, from its sinks' commit records (see settle).
 
     :param status: how the process ended (success, failure, killed, timed_out).
+    :param store: where connection details come from when a ledger needs credentials.
     """
-    result = settling.settle(run_dir)
+    result = settling.settle(run_dir, details_of=_details_of(store) if store is not None else None)
     note = result.note()
     if status == "success" or result.outcome == "none":
         return status, error, note
@@ -277,6 +278,13 @@ def kill_lost_run(run):
     return True
 
 
+def _details_of(store):
+    def details(name):
+        from orchzip_shim.context import expand_env
+        return expand_env(store.get_connection(name)["details"])
+    return details
+
+
 LOST_RUN = "orchzip run stopped before the run ended"
 
 
@@ -290,8 +298,8 @@ def settle_lost_run(store, run, reason):
     kill_lost_group(run)
     run_dir = os.path.join(store.state_dir, "runs", run["id"])
     settling.remove_secrets(run_dir)
-    status, error, note = settled_status(run_dir, "failure", reason)
-    if status == "failure" and settling.settle(run_dir).outcome == "none":
+    status, error, note = settled_status(run_dir, "failure", reason, store)
+    if status == "failure" and settling.settle(run_dir, details_of=_details_of(store)).outcome == "none":
         error = f"{reason}; no sink committed, so nothing was written"
     final = store.update_run(run["id"], status=status, ended_at=utcnow(), error=error, note=note)
     task = store.get_task(run["task_id"])

@@ -84,8 +84,12 @@ def describe(target):
     return f"{target.get('type', '?')} {where}"
 
 
-def settle(run_dir):
-    """The :class:`Settlement` of the run whose directory is ``run_dir`` (its task has ended)."""
+def settle(run_dir, details_of=None):
+    """The :class:`Settlement` of the run whose directory is ``run_dir`` (its task has ended).
+
+    :param details_of: connection name -> its details (``${VAR}`` expanded), for ledgers that
+        need credentials to be read (BigQuery's job history).
+    """
     committed, uncommitted, unknown, already = [], [], [], []
     for sink in read_commits(os.path.join(run_dir, COMMITS_FILE)).values():
         where = describe(sink["target"])
@@ -95,7 +99,7 @@ def settle(run_dir):
             if sink["already"]:
                 already.append((where, sink["already"]))
         elif "prepared" in phases and "failed" not in phases:
-            state = _ask_ledger(sink)
+            state = _ask_ledger(sink, details_of)
             {"committed": committed, "none": uncommitted}.get(state, unknown).append(where)
         else:
             uncommitted.append(where)
@@ -111,7 +115,7 @@ def settle(run_dir):
     return Settlement(outcome, committed, uncommitted, unknown, already)
 
 
-def _ask_ledger(sink):
+def _ask_ledger(sink, details_of=None):
     """``committed``, ``none`` or ``unknown``: the sink's ledger on the run's key."""
     target, key = sink["target"] or {}, sink["key"]
     module_name = _CONNECTOR_MODULES.get(target.get("type"))
@@ -119,6 +123,9 @@ def _ask_ledger(sink):
         return "unknown"
     try:
         module = importlib.import_module(module_name)
+        if target.get("type") == "BIGQUERY":
+            details = details_of(target.get("connection")) if details_of else None
+            return "committed" if module.committed_by(target, key, details) else "none"
         return "committed" if module.committed_by(target, key) else "none"
     except Exception:  # a locked database, a missing library, a network error: we do not know
         return "unknown"

@@ -411,6 +411,11 @@ class Store:
     def _connection_row(self, row):
         # Rows stored before details were validated may hold anything: decode, never raise.
         row["details"], problem = connection_schemas.decode_details(row["details"])
+        if not problem:  # stored before its type's fields were checked: say so, keep the details
+            try:
+                connection_schemas.validate(row["name"], row["type"], row["details"])
+            except ConfigError as err:
+                problem = str(err)
         if problem:
             row["details_error"] = f"{problem}; delete and create it again: orchzip connections delete {row['name']}"
         row["workspace_names"] = [

@@ -243,3 +243,26 @@ def test_run_continuously_over_the_api_restarts_survives_a_server_restart_and_is
         assert len(runs_now()) == count
     finally:
         server.stop()
+
+
+@pytest.mark.timeout(180)
+def test_a_continuous_task_whose_orchzip_run_was_killed_outright_ends_failed(orchzip_cli, state_dir, tmp_path,
+                                                                               supervisors):
+    import signal
+    folder = orchestration(tmp_path, "service", """\
+        import time
+        while True:
+            print("serving", flush=True)
+            time.sleep(0.2)
+    """)
+    supervisor = supervisors(state_dir, folder)
+    (task,) = wait_for(lambda: [t for t in tasks(orchzip_cli) if t["last_run"] == "running"], 60, "the service")
+    wait_for(lambda: "serving" in orchzip_cli("runs", "logs", "--last").out, 60, "main.py to serve")
+    supervisor.process.send_signal(signal.SIGKILL)  # nothing is recorded, nothing restarts it
+    supervisor.process.wait(timeout=30)
+    ended = wait_for(lambda: [t for t in tasks(orchzip_cli) if t["status"] == "failed"], 60, "the task to end")
+    assert ended[0]["id"] == task["id"]
+    (run,) = runs(orchzip_cli, task["id"])
+    assert run["status"] == "failure" and "--continuously stopped" in run["error"]
+    refused = orchzip_cli("tasks", "kill", task["id"])
+    assert refused.code == 2 and "already ended (failed)" in refused.err

@@ -41,7 +41,8 @@ WRITER = textwrap.dedent("""
             os.environ.pop("ORCHZIP_FAULT", None)
         else:
             open(once, "w").close()
-    sink = task.connection(task.args["output"]).sink(mode="append", rename=lambda c: c.replace(".", "_"))
+    options = {"create": True} if task.args.get("create") else {}
+    sink = task.connection(task.args["output"]).sink(mode="append", rename=lambda c: c.replace(".", "_"), **options)
     hang = task.args.get("hang_after_batch")
 
     def after(stats):
@@ -79,6 +80,15 @@ def setup(state_dir, tmp_path):
 
 
 def output_rows(setup, sink):
+    if sink == "bq":
+        from tests.test_bigquery_connector import table_rows
+        emulator, dataset = setup["bq"]
+        try:
+            return table_rows(emulator, dataset, "results")[0].num_rows
+        except Exception as err:  # noqa: BLE001 - no table yet: nothing written
+            if "Not found" in str(err) or "NotFound" in type(err).__name__:
+                return 0
+            raise
     if sink == "duck":
         path = str(setup["out"] / "results.duckdb")
         if not os.path.exists(path):
@@ -402,4 +412,29 @@ def test_orchzip_serve_killed_outright_keeps_the_records_true(setup, state_dir, 
                 srv.process.kill()
                 srv.process.wait(30)
         store.close()
+    assert_nothing_left_behind(setup, state_dir)
+
+
+@pytest.mark.parametrize("point", ["prepared", "committed"])
+def test_a_bigquery_load_killed_around_its_commit_is_settled_from_the_job_history(
+        orchzip_cli, setup, state_dir, bq_emulator, point):
+    from orchzip.runtime.store import Store
+
+    dataset = "faults_" + os.urandom(4).hex()
+    client = bq_emulator.client()
+    client.create_dataset(dataset)
+    client.close()
+    store = Store(state_dir)
+    store.create_connection("bq", "BIGQUERY", bq_emulator.details(dataset, "results"))
+    store.close()
+    setup["bq"] = (bq_emulator, dataset)
+    key = f"bq-{point}"
+    result = orchzip_cli(*run_args(setup, "bq", key, "--arg", "create=true"), env={"ORCHZIP_FAULT": f"{point}:kill"})
+    first = result.json()
+    assert first["status"] == ("failure" if point == "prepared" else "success"), first
+    assert_truthful(first, 0, output_rows(setup, "bq"))
+    retry = orchzip_cli(*run_args(setup, "bq", key, "--arg", "create=true")).json()
+    assert retry["status"] == "success" and output_rows(setup, "bq") == ROWS, retry
+    if point == "committed":
+        assert f"already committed by run {first['id']}" in retry["note"]
     assert_nothing_left_behind(setup, state_dir)

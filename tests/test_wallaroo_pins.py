@@ -232,3 +232,23 @@ def test_a_scheduled_task_keeps_the_wallaroo_version_it_was_scheduled_for(cli, t
     listed = cli("tasks", "list", "--json", timeout=60, env={"ORCHZIP_WALLAROO_VERSION": "2026.1.3"})
     assert listed.code == 0, listed
     assert [t["wallaroo_version"] for t in listed.json() if t["id"] == task_id] == ["2024.1.0"]
+
+
+def test_a_projects_orchzip_yaml_sets_its_wallaroo_version_and_the_environment_variable_wins(orchzip_cli, tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "orchzip.yaml").write_text('version: 1\nwallaroo_version: "2024.1.0"\n')
+    folder = show_versions_folder(project)
+
+    def seen(env=None):
+        result = orchzip_cli("run", folder, "--no-env", cwd=str(project), env=env, timeout=120)
+        assert result.code == 0, result
+        line = next(line for line in result.out.splitlines() if line.startswith("VERSIONS "))
+        return json.loads(line[len("VERSIONS "):])["wallaroo_version"]
+
+    assert seen() == "2024.1.0"
+    assert seen({"ORCHZIP_WALLAROO_VERSION": "2026.1.3"}) == "2026.1.3"
+    (project / "orchzip.yaml").write_text("version: 1\nwallaroo_version: '1999.1'\n")
+    refused = orchzip_cli("run", folder, "--no-env", cwd=str(project), timeout=120)
+    assert refused.code == 2
+    assert refused.err.strip().startswith(f"orchzip: error: unknown Wallaroo version '1999.1' in {project / 'orchzip.yaml'};")

@@ -164,12 +164,14 @@ def cmd_run(args):
 
 
 def open_store(args):
-    """The store, with runs whose `orchzip run` died unrecorded marked failed first."""
+    """The store, with runs (and continuous tasks) whose `orchzip run` died unrecorded settled first."""
+    from orchzip.runtime.continuous import reconcile_lost_continuous
     from orchzip.runtime.runner import reconcile_lost_runs
     from orchzip.runtime.store import Store
 
     store = Store(args.state_dir)
     reconcile_lost_runs(store)
+    reconcile_lost_continuous(store)
     return store
 
 

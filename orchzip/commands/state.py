@@ -90,7 +90,10 @@ def _show_connection(args, row):
         print(f"{row['name']} ({row['type']}, id {row['id']})")
         if row["workspace_names"]:
             print(f"workspaces: {', '.join(row['workspace_names'])}")
-        print(row.get("details_error") or json.dumps(row["details"], indent=2, sort_keys=True))
+        if row["details"] or not row.get("details_error"):
+            print(json.dumps(row["details"], indent=2, sort_keys=True))
+        if row.get("details_error"):
+            print(f"problem: {row['details_error']}")
 
 
 def cmd_connections_list(args):
@@ -104,7 +107,7 @@ def cmd_connections_list(args):
 
 def _details_cell(row):
     if row.get("details_error"):
-        return "(" + row["details_error"].split(";")[0] + ")"
+        return "(" + row["details_error"].split(";")[0] + "; see: orchzip connections get " + row["name"] + ")"
     return json.dumps(row["details"], sort_keys=True)[:70]
 
 

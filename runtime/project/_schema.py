@@ -96,6 +96,16 @@ class Project(_Strict):
     pipelines: Dict[str, Pipeline] = {}
     orchestrations: Dict[str, Orchestration] = {}
     tasks: Dict[str, Task] = {}
+    # The Wallaroo release the project targets (see wallaroo_versions.resolve_version).
+    wallaroo_version: Optional[str] = None
+
+    @field_validator("wallaroo_version", mode="before")
+    @classmethod
+    def _known_release(cls, value):
+        from orchzip.runtime.wallaroo_versions import KNOWN_VERSIONS
+        if value is not None and str(value) not in KNOWN_VERSIONS:
+            raise ValueError(f"unknown Wallaroo version {value!r}; orchzip knows: {', '.join(KNOWN_VERSIONS)}")
+        return None if value is None else str(value)
 
 
 def _as_value_error(make):

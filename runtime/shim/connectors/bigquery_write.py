@@ -304,7 +304,11 @@ class BigQuerySink(Sink):
         return f"orchzip_{re.sub(r'[^A-Za-z0-9_-]', '_', key)[:64]}_{digest}"
 
     def target(self):
-        return {"type": "BIGQUERY", "table_id": self.table_id}
+        # The job id base names this key's load jobs, so that after a kill the runner can ask
+        # BigQuery's job history (see committed_by) whether the load ran.
+        base = self.job_id_base() if (self.run_id or self.ledger_key) else None
+        return {"type": "BIGQUERY", "table_id": self.table_id, "job_id_base": base,
+                "connection": self.settings.name}
 
     def _load_config(self):
         module = bigquery()
@@ -422,3 +426,34 @@ def _update_hash(hasher, batch):
             column = column.flatten()
         values = column.to_numpy(zero_copy_only=False)
         hasher.update(np.ascontiguousarray(values).tobytes() if values.dtype != object else repr(values.tolist()).encode())
+
+
+def committed_by(target, key, details=None):
+    """Whether a load job of ``target``'s job id base succeeded: the run that did, or None.
+
+    The ids ``<base>_0``, ``<base>_1``... are tried in order, so the first id BigQuery does
+    not know ends the search. A job still running has no answer yet (an error: unknown).
+    :param details: the connection's details (with its key), to reach BigQuery.
+    """
+    from google.api_core.exceptions import NotFound
+
+    from ..context import Connection
+    from .bigquery_connector import BigQuerySettings
+
+    if not target.get("job_id_base") or details is None:
+        raise LookupError("no job id or no credentials to look it up with")
+    settings = BigQuerySettings(Connection(target.get("connection") or "bq", "BIGQUERY", details))
+    client = make_client(settings)
+    try:
+        for number in range(MAX_JOB_IDS):
+            try:
+                job = client.get_job(f"{target['job_id_base']}_{number}", location=settings.location, retry=None)
+            except NotFound:
+                return None
+            if job.state != "DONE":
+                raise LookupError(f"load job {job.job_id} is still {job.state}")
+            if job.error_result is None:
+                return (job.labels or {}).get("orchzip_run") or f"an earlier run (load job {job.job_id})"
+        return None
+    finally:
+        client.close()
