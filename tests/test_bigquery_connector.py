@@ -26,8 +26,9 @@ from conftest import REPO, RF_MODEL, reference_rows
 
 pytestmark = pytest.mark.timeout(180)
 
+# What a model's results make, targeting the current Wallaroo release (anomaly.count).
 OUTPUT_SCHEMA = [("time", "DATETIME", "NULLABLE"), ("in_tensor", "FLOAT64", "REPEATED"),
-                 ("out_variable", "FLOAT64", "REPEATED"), ("check_failures", "INT64", "NULLABLE")]
+                 ("out_variable", "FLOAT64", "REPEATED"), ("anomaly_count", "INT64", "NULLABLE")]
 
 
 def rename(column):
@@ -86,7 +87,7 @@ def result_batch(rows, offset=0):
         "time": pa.array(np.full(n, np.datetime64("2024-05-01T12:00:00.250", "ms")), pa.timestamp("ms")),
         "in.tensor": pa.array(rows, pa.list_(pa.float64())),
         "out.variable": pa.array([[float(offset + i)] for i in range(n)], pa.list_(pa.float32())),
-        "check_failures": pa.array(np.zeros(n, np.int64)),
+        "anomaly.count": pa.array(np.zeros(n, np.int64)),
     })
 
 
@@ -145,7 +146,7 @@ def test_predictions_land_in_a_created_output_table_one_row_per_input(bq_emulato
                      [v[0] for v in rows.column("out_variable").to_pylist()]))
     assert [g[0] for g in got] == [w[0] for w in want]
     np.testing.assert_allclose([g[1] for g in got], [w[1] for w in want], rtol=1e-6)
-    assert set(rows.column("check_failures").to_pylist()) == {0}
+    assert set(rows.column("anomaly_count").to_pylist()) == {0}
 
 
 def test_append_adds_rows_and_overwrite_replaces_them(bq_emulator, dataset, houses):
@@ -180,7 +181,7 @@ batch = pa.RecordBatch.from_pydict({
     "time": pa.array(np.full(n, np.datetime64("2024-01-01", "ms")), pa.timestamp("ms")),
     "in_tensor": pa.array(np.ones((n, 18)).tolist(), pa.list_(pa.float64())),
     "out_variable": pa.array([[1.0]] * n, pa.list_(pa.float32())),
-    "check_failures": pa.array(np.zeros(n, np.int64)),
+    "anomaly_count": pa.array(np.zeros(n, np.int64)),
 })
 for _ in range(5):
     sink.write(batch)
@@ -313,8 +314,8 @@ def test_results_that_do_not_fit_the_table_name_the_columns(bq_emulator, dataset
     extra = result_batch(houses[:2]).append_column("score", pa.array([1.0, 2.0]))
     with pytest.raises(BadInput, match=r"it has no column score \(table columns: time, in_tensor, "):
         write(conn, [extra])
-    wrong_type = result_batch(houses[:2]).set_column(3, "check_failures", pa.array(["a", "b"]))
-    with pytest.raises(BadInput, match=r"column 'check_failures' is string but the table's column is INT64"):
+    wrong_type = result_batch(houses[:2]).set_column(3, "anomaly.count", pa.array(["a", "b"]))
+    with pytest.raises(BadInput, match=r"column 'anomaly_count' is string but the table's column is INT64"):
         write(conn, [wrong_type])
     missing = result_batch(houses[:2]).remove_column(1)
     with pytest.raises(BadInput, match=r"they have no column in_tensor, which the table requires"):

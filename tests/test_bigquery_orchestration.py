@@ -102,7 +102,7 @@ def test_a_run_killed_during_its_write_leaves_the_output_table_unchanged(orchzip
     write(results, [result_batch([[1.0] * 18] * 3)], create=True)
     result = orchzip_cli("run", killed_writer(tmp_path), "--no-env", "--timeout", "6", "--json")
     assert result.code != 0, result
-    assert result.json()["status"] == "timed_out"
+    assert result.json()["status"] == "timed_out", result.json()
     rows = table_rows(bq_emulator, bq_setup, "results")[0]
     assert rows.num_rows == 3 and rows.column("in_tensor").to_pylist()[0] == [1.0] * 18
 
