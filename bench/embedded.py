@@ -53,6 +53,7 @@ reader_db = duckdb.connect(DATABASE)
 writer_db = reader_db.cursor()
 writer_db.execute("CREATE OR REPLACE TABLE script_results "
                   "(time TIMESTAMP, in_tensor DOUBLE[], out_variable FLOAT[], anomaly_count BIGINT)")
+writer_db.execute("BEGIN")  # one transaction: committing per batch under an open scan is quadratic in DuckDB
 batches = reader_db.execute("SELECT tensor FROM house_inputs").fetch_record_batch(BATCH)
 rows = 0
 for batch in batches:
@@ -60,13 +61,14 @@ for batch in batches:
     x = tensor.flatten().to_numpy().astype(np.float32).reshape(-1, 18)
     y = session.run(None, {{name: x}})[0].astype(np.float32).reshape(len(x), -1)
     out = pa.ListArray.from_arrays(pa.array(np.arange(0, y.size + 1, y.shape[1], dtype=np.int32)), pa.array(y.reshape(-1)))
-    now = pa.array([datetime.datetime.now()] * len(x), pa.timestamp("us"))
+    now = pa.array(np.full(len(x), np.datetime64(datetime.datetime.now(), "us")))
     result = pa.table({{"time": now, "in_tensor": tensor, "out_variable": out,
                         "anomaly_count": pa.array(np.zeros(len(x), dtype=np.int64))}})
     writer_db.register("result", result)
     writer_db.execute("INSERT INTO script_results SELECT * FROM result")
     writer_db.unregister("result")
     rows += len(x)
+writer_db.execute("COMMIT")
 print(f"rows written: {{rows}}")
 '''
 
