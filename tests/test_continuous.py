@@ -11,6 +11,7 @@ import pytest
 
 from orchzip.errors import ConfigError
 from orchzip.runtime.continuous import RestartPolicy
+from tests.support.waiting import wait_for
 
 
 # -- the policy, pure ---------------------------------------------------------------------------
@@ -48,15 +49,6 @@ def orchestration(tmp_path, name, code):
     (folder / "main.py").write_text(textwrap.dedent(code))
     return str(folder)
 
-
-def wait_for(check, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Supervisor:

@@ -18,6 +18,7 @@ import pytest
 from orchzip.runtime.scheduler.clock import from_iso
 from orchzip.runtime.scheduler.loop import LOST_RUN
 from orchzip.runtime.store import Store
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -42,15 +43,6 @@ def make_zip(tmp_path, name, main_py):
         zf.writestr("main.py", main_py)
     return str(path)
 
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def alive(pid):

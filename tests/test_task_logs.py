@@ -11,6 +11,7 @@ import pytest
 
 from orchzip.errors import ConfigError
 from orchzip.runtime.task_logs import MAX_LINE_BYTES, TaskLog, parse_line, resolve_max_bytes
+from tests.support.waiting import wait_for
 
 LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z (stdout|stderr) [FP] .*$")
 
@@ -25,15 +26,6 @@ def orchestration(tmp_path, name, code):
 def last_run(orchzip_cli):
     return orchzip_cli("runs", "list", "--json").json()[0]
 
-
-def wait_for(check, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.mark.timeout(120)

@@ -44,20 +44,21 @@ def kill(request):
 
 @action
 def pause(request):
-    from orchzip.runtime.scheduler.control import pause_task
-    ctx = request.app.state.ctx
-    task = pause_task(ctx.store, request.path_params["task_id"])
-    ctx.wake_scheduler()
-    return _back(request, task, "pause")
+    return _pause_or_resume(request, "pause")
 
 
 @action
 def resume(request):
-    from orchzip.runtime.scheduler.control import resume_task
+    return _pause_or_resume(request, "resume")
+
+
+def _pause_or_resume(request, verb):
+    from orchzip.runtime.scheduler import control
     ctx = request.app.state.ctx
-    task = resume_task(ctx.store, request.path_params["task_id"])
+    change = control.pause_task if verb == "pause" else control.resume_task
+    task = change(ctx.store, request.path_params["task_id"])
     ctx.wake_scheduler()
-    return _back(request, task, "resume")
+    return _back(request, task, verb)
 
 
 @action
