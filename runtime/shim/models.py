@@ -23,9 +23,18 @@ DEFAULT_ANOMALY_COLUMN = "anomaly.count"  # current Wallaroo releases
 
 
 def local_model(name, entry, anomaly_column=None):
-    """The model of a local pipeline from its entry in the task context."""
-    return OnnxModel(entry["model"], name=name, tensor_column=entry.get("tensor_column"),
-                     anomaly_column=anomaly_column)
+    """The model of a local pipeline from its entry in the task context.
+
+    A pipeline of one ONNX step is that model itself; others chain their steps (see pipelines).
+    """
+    steps = entry.get("steps")
+    if not steps or (len(steps) == 1 and steps[0].get("framework", "onnx") == "onnx"):
+        step = steps[0] if steps else entry
+        path = step.get("path") or step.get("model")
+        return OnnxModel(path, name=name, tensor_column=step.get("tensor_column", entry.get("tensor_column")),
+                         anomaly_column=anomaly_column)
+    from .pipelines import PipelineModel
+    return PipelineModel(steps, name=name, anomaly_column=anomaly_column)
 
 
 def _now_ms():
@@ -109,13 +118,19 @@ class OnnxModel:
 
     def infer_batch(self, batch, row_offset=0):
         """Run the model on ``batch``; ``row_offset`` numbers rows in error messages."""
+        return wallaroo_result(batch, self._outputs(batch, row_offset), self.anomaly_column)
+
+    def process(self, batch, row_offset=0):
+        """The model's outputs for ``batch`` as a batch of plain-named columns (a pipeline step)."""
+        return pa.RecordBatch.from_pydict(self._outputs(batch, row_offset))
+
+    def _outputs(self, batch, row_offset):
         features = self._features(batch, row_offset)
         try:
             results = self._session.run(self.output_names, {self.input_name: features})
         except Exception as err:
             raise ModelError(f"model {self.name!r} failed on rows {row_offset}..{row_offset + batch.num_rows - 1}: {err}") from None
-        outputs = {n: _list_per_row(r) for n, r in zip(self.output_names, results)}
-        return wallaroo_result(batch, outputs, self.anomaly_column)
+        return {n: _list_per_row(r) for n, r in zip(self.output_names, results)}
 
     def close(self):
         self._session = None
