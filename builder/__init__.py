@@ -1,7 +1,9 @@
-"""The ship side: collect an orchestration folder, validate it, write its zip, inspect zips.
+"""The build side: collect an orchestration folder, validate it, write its zip, inspect zips.
 
     result = build("orchestrations/houseprice_local", "dist")
     result.zip_path, result.sha256, result.warnings
+
+Shipping a zip to a Wallaroo instance is another job, done by ``orchzip.mlops``.
 """
 
 import ast

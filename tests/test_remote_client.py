@@ -7,8 +7,8 @@ import urllib.parse
 
 import pytest
 
-from orchzip.builder.mlops_client import Client, Settings
-from orchzip.builder._mlops_errors import (
+from orchzip.mlops import Client, Settings
+from orchzip.mlops import (
     AuthenticationFailed, InstanceUnavailable, MissingCredentials, NameTaken, NotFoundOnInstance, OperationFailed,
 )
 

@@ -13,7 +13,7 @@ EXIT_FAILED = 1
 
 
 def _client(args):
-    from orchzip.builder.mlops_client import Settings
+    from orchzip.mlops import Settings
     settings = Settings.from_argparse(args)
     if settings.user and not settings.token and not settings.password and sys.stdin.isatty():
         import getpass
@@ -133,7 +133,7 @@ def _after_start(args, client, task_id):
         return 0
     if not args.json:
         _note(f"task {task_id} started; waiting for it to end")
-    from orchzip.builder.mlops_client import task_outcome
+    from orchzip.mlops import task_outcome
     task = client.wait_for_task(task_id, timeout=args.wait_timeout,
                                 on_status=None if args.json else lambda t: _note(f"  {task_outcome(t) or t['status']}"))
     runs = task.get("last_runs") or []
@@ -176,7 +176,7 @@ def cmd_logs(args):
     if args.task:
         runs = client.list_task_runs(args.run_id, limit=1)
         if not runs:
-            from orchzip.builder.mlops_client import MLOpsError
+            from orchzip.mlops import MLOpsError
             raise MLOpsError(f"task {args.run_id} has no runs yet; see: orchzip remote task {args.run_id}")
         run_id = runs[0]["run_id"]
     logs = client.get_logs(run_id, lines=args.lines)
@@ -266,7 +266,7 @@ def _task_start_arguments(p):
 
 
 def register(subparsers):
-    from orchzip.builder.mlops_client import Settings
+    from orchzip.mlops import Settings
 
     p = subparsers.add_parser(
         "upload", help="upload an orchestration zip (or folder) to a Wallaroo instance",

@@ -14,7 +14,7 @@ Only a few batches are held at a time either way: the caller pulls the next one 
 """
 
 from . import Source
-from .bigquery_connector import (
+from .bigquery_common import (
     existing_table,
     google_errors,
     make_client,

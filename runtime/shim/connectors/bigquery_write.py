@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import Sink
-from .bigquery_connector import (
+from .bigquery_common import (
     BigQueryFailed,
     BigQueryUnavailable,
     bigquery,
@@ -438,7 +438,7 @@ def committed_by(target, key, details=None):
     from google.api_core.exceptions import NotFound
 
     from ..context import Connection
-    from .bigquery_connector import BigQuerySettings
+    from .bigquery_common import BigQuerySettings
 
     if not target.get("job_id_base") or details is None:
         raise LookupError("no job id or no credentials to look it up with")

@@ -7,7 +7,7 @@ say where a token or password came from, never its value.
 import json
 import os
 
-from ._mlops_errors import InvalidCredentials, MissingCredentials, sanitize_url
+from ._errors import InvalidCredentials, MissingCredentials, sanitize_url
 
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_RETRIES = 3
@@ -119,7 +119,7 @@ class Settings:
                    timeout=args.http_timeout, retries=max(0, args.retries))
 
     def create_client(self, **kwargs):
-        from .mlops_client import Client
+        from .client import Client  # one way: the client never imports the settings
         return Client(self, **kwargs)
 
 

@@ -21,12 +21,11 @@ import time
 
 import requests
 
-from ._mlops_errors import (
+from ._errors import (
     AuthenticationFailed, InstanceUnavailable, MLOpsError, OperationFailed, error_for_status, sanitize_url, scrub,
 )
-from ._mlops_settings import Settings
 
-__all__ = ["Client", "Settings", "MLOpsError", "ORCHESTRATION_FINAL", "TASK_FINAL", "task_outcome"]
+__all__ = ["Client", "MLOpsError", "ORCHESTRATION_FINAL", "TASK_FINAL", "task_outcome"]
 
 KEYCLOAK_PATH = "/auth/realms/master/protocol/openid-connect/token"
 CLIENT_ID = "sdk-client"

@@ -1,0 +1,48 @@
+"""A client of a Wallaroo instance's MLOps REST API (or of `orchzip serve`, which speaks it).
+
+Building a zip and shipping it are separate jobs, as pypa/build and twine are separate tools:
+``builder`` only builds and inspects; this package only talks to an instance. ``orchzip upload``,
+``orchzip remote ...`` and ``orchzip apply --remote`` all go through it.
+
+    settings = Settings(url="http://127.0.0.1:8080", token=token)
+    client = settings.create_client()
+    orch = client.upload_orchestration("dist/houseprice.zip", workspace_id=1)
+
+Modules: ``_errors`` (the errors and the scrubbing of secrets, shared by both others),
+``_settings`` (where the URL and credentials come from), ``client`` (one method per endpoint).
+"""
+
+from ._errors import (
+    AuthenticationFailed,
+    InstanceUnavailable,
+    InvalidCredentials,
+    MissingCredentials,
+    MLOpsError,
+    NameTaken,
+    NotFoundOnInstance,
+    OperationFailed,
+    RequestRefused,
+    sanitize_url,
+    scrub,
+)
+from ._settings import Settings
+from .client import ORCHESTRATION_FINAL, TASK_FINAL, Client, task_outcome
+
+__all__ = [
+    "Client",
+    "Settings",
+    "task_outcome",
+    "ORCHESTRATION_FINAL",
+    "TASK_FINAL",
+    "MLOpsError",
+    "AuthenticationFailed",
+    "InstanceUnavailable",
+    "InvalidCredentials",
+    "MissingCredentials",
+    "NameTaken",
+    "NotFoundOnInstance",
+    "OperationFailed",
+    "RequestRefused",
+    "sanitize_url",
+    "scrub",
+]
