@@ -11,8 +11,8 @@ import pytest
 
 from conftest import REPO, RF_MODEL, XTEST_1K, reference_rows
 from orchzip_shim.errors import BadInput, ModelError
-from orchzip_shim.models import OnnxModel, local_model, wallaroo_result
-from orchzip_shim.pipelines import PipelineModel
+from orchzip_shim.models import OnnxModel, wallaroo_result
+from orchzip_shim.pipelines import PipelineModel, local_pipeline
 from support.onnx_models import scaling_model
 
 pytestmark = pytest.mark.timeout(300)
@@ -55,9 +55,9 @@ def test_two_onnx_steps_chain_and_keep_the_original_input(tmp_path):
 
 def test_one_onnx_step_is_the_model_itself_with_the_same_results():
     batch = houses(20)
-    single = local_model("houses", {"steps": [spec("houseprice", RF_MODEL)]})
+    single = local_pipeline("houses", {"steps": [spec("houseprice", RF_MODEL)]})
     assert isinstance(single, OnnxModel)
-    legacy = local_model("houses", {"model": RF_MODEL, "tensor_column": None})
+    legacy = local_pipeline("houses", {"model": RF_MODEL, "tensor_column": None})
     result = single.infer_batch(batch)
     assert result.schema == legacy.infer_batch(batch).schema
     outputs = single.process(batch)

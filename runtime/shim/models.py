@@ -23,18 +23,12 @@ DEFAULT_ANOMALY_COLUMN = "anomaly.count"  # current Wallaroo releases
 
 
 def local_model(name, entry, anomaly_column=None):
-    """The model of a local pipeline from its entry in the task context.
+    """The model of a one-file ONNX pipeline from its entry in the task context.
 
-    A pipeline of one ONNX step is that model itself; others chain their steps (see pipelines).
+    Pipelines of registered steps go through ``pipelines.local_pipeline``.
     """
-    steps = entry.get("steps")
-    if not steps or (len(steps) == 1 and steps[0].get("framework", "onnx") == "onnx"):
-        step = steps[0] if steps else entry
-        path = step.get("path") or step.get("model")
-        return OnnxModel(path, name=name, tensor_column=step.get("tensor_column", entry.get("tensor_column")),
-                         anomaly_column=anomaly_column)
-    from .pipelines import PipelineModel
-    return PipelineModel(steps, name=name, anomaly_column=anomaly_column)
+    return OnnxModel(entry["model"], name=name, tensor_column=entry.get("tensor_column"),
+                     anomaly_column=anomaly_column)
 
 
 def _now_ms():

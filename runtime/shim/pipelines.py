@@ -15,7 +15,22 @@ import pyarrow as pa
 from .errors import BadInput, ModelError
 from .models import DEFAULT_ANOMALY_COLUMN, DEFAULT_TENSOR_COLUMN, OnnxModel, wallaroo_result
 
-__all__ = ["PipelineModel", "make_step", "step_label"]
+__all__ = ["PipelineModel", "local_pipeline", "make_step", "step_label"]
+
+
+def local_pipeline(name, entry, anomaly_column=None):
+    """The model of a local pipeline from its entry in the task context.
+
+    A pipeline of one ONNX step is that model itself (the plain loop's fast path); others
+    chain their steps. An entry without ``steps`` is a one-file pipeline (``model``).
+    """
+    steps = entry.get("steps")
+    if not steps or (len(steps) == 1 and (steps[0].get("framework") or "onnx") == "onnx"):
+        step = steps[0] if steps else entry
+        return OnnxModel(step.get("path") or step.get("model"), name=name,
+                         tensor_column=step.get("tensor_column", entry.get("tensor_column")),
+                         anomaly_column=anomaly_column)
+    return PipelineModel(steps, name=name, anomaly_column=anomaly_column)
 
 
 def step_label(spec):

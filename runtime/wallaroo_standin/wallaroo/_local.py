@@ -173,8 +173,8 @@ class LocalState:
         specs = [m.spec() for m in steps]
         key = tuple((s["framework"], s["path"], s.get("tensor_column")) for s in specs)
         if key not in self._model_runners:
-            from orchzip_shim.models import local_model
-            self._model_runners[key] = local_model(pipeline_name, {"steps": specs}, self.anomaly_column)
+            from orchzip_shim.pipelines import local_pipeline
+            self._model_runners[key] = local_pipeline(pipeline_name, {"steps": specs}, self.anomaly_column)
         return self._model_runners[key]
 
     def close_runners(self):

@@ -199,8 +199,8 @@ class _Lanes:
         with self._lock:
             if self._free:
                 return self._free.pop()
-        from orchzip_shim.models import local_model
-        runner = local_model(self._name, {"steps": [m.spec() for m in self._steps]}, state().anomaly_column)
+        from orchzip_shim.pipelines import local_pipeline
+        runner = local_pipeline(self._name, {"steps": [m.spec() for m in self._steps]}, state().anomaly_column)
         with self._lock:
             self._made.append(runner)
         return runner
