@@ -129,3 +129,36 @@ def test_a_tutorial_style_orchestration_builds_changes_and_infers_a_multistep_pi
     assert report["parallel"] == report["doubled"]
     assert report["empty"] == "Model failed to deploy"
     assert report["undeployed"] == "Pipeline houseprice-scaled is not deployed"
+
+
+def test_serve_infers_through_a_multistep_pipeline(tmp_path):
+    import sys
+    sys.path.insert(0, os.path.join(REPO, "tests", "fixtures", "serve"))
+    from serve_helpers import Server, orchzip
+
+    state = tmp_path / "state"
+    orchzip(str(state), "models", "upload", "houseprice", RF_MODEL)
+    orchzip(str(state), "models", "upload", "scaler", scaling_model(tmp_path / "s.onnx", 2.0))
+    orchzip(str(state), "pipelines", "create", "scaled", "--step", "houseprice", "--step", "scaler")
+    server = Server(state, tmp_path / "serve.log", "--no-env").start()
+    try:
+        rows = reference_rows()[:20]
+        answer = server.post("/v1/api/pipelines/infer/scaled-1/scaled", data=json.dumps(rows),
+                             headers={**server.headers, "Content-Type": "application/json; format=pandas-records"})
+        assert answer.status_code == 200, answer.text
+        records = answer.json()
+        assert records[0]["in"] == {"tensor": rows[0]["tensor"]} and set(records[0]["out"]) == {"scaled"}
+        np.testing.assert_allclose([r["out"]["scaled"][0] for r in records], 2 * rf_predictions(houses(20)),
+                                   rtol=1e-5)
+        last = json.loads(records[0]["metadata"]["last_model"])
+        assert last["model_name"] == "scaler" and len(last["model_sha"]) == 64
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_file(sink, houses(5).schema) as writer:
+            writer.write_batch(houses(5))
+        arrow = server.post("/v1/api/pipelines/infer/scaled", data=sink.getvalue().to_pybytes(),
+                            headers={**server.headers, "Content-Type": "application/vnd.apache.arrow.file"})
+        assert arrow.status_code == 200, arrow.text
+        table = pa.ipc.open_file(pa.py_buffer(arrow.content)).read_all()
+        assert table.column_names == ["time", "in.tensor", "out.scaled", "anomaly.count"]
+    finally:
+        server.stop()
