@@ -152,11 +152,12 @@ def lists_the_sdk(text):
     return any(_SDK_LINE.match(raw.strip()) for raw in text.splitlines())
 
 
-def environment_key(requirements_text, python_version, python_path="", wallaroo_version=None, pins=()):
+def environment_key(requirements_text, python_version, python_path="", wallaroo_version=None, pins=(),
+                    packages=IMAGE_PACKAGES):
     """sha256 of the recipe, the interpreter, the SDK's version and pins, and the requirements."""
     payload = json.dumps({
         "recipe": RECIPE_VERSION,
-        "image": IMAGE_PACKAGES,
+        "image": list(packages),
         "python": python_version,
         "interpreter": os.path.realpath(python_path) if python_path else "",
         "platform": sys.platform,
@@ -214,7 +215,7 @@ def _interpreter(python):
 
 
 def ensure_environment(cache_dir, requirements_text, python=None, on_progress=None, requirements_dir=None,
-                       wallaroo_version=None):
+                       wallaroo_version=None, packages=IMAGE_PACKAGES, kind="task"):
     """The task environment for these requirements, built now unless it is cached.
 
     :param cache_dir: where environments live (see :func:`default_cache_dir`).
@@ -224,6 +225,9 @@ def ensure_environment(cache_dir, requirements_text, python=None, on_progress=No
     :param requirements_dir: where requirements.txt lives, to resolve its ``-r`` includes.
     :param wallaroo_version: the Wallaroo release whose SDK pins constrain the environment
         (default: ``wallaroo_versions.resolve_version()``).
+    :param packages: what the image provides besides the requirements (a model's environment
+        gets fewer than a task's, see ``model_envs``); part of the key.
+    :param kind: the word progress lines use (``task``, ``model``).
     :returns: a :class:`TaskEnvironment`.
     """
     report = on_progress or (lambda _line: None)
@@ -232,21 +236,22 @@ def ensure_environment(cache_dir, requirements_text, python=None, on_progress=No
     wallaroo_version = resolve_version(wallaroo_version)
     pins = wallaroo_pins.sdk_pins(cache_dir, wallaroo_version, python, uv_binary())
     key = environment_key(_with_includes(requirements_text, requirements_dir), version, python,
-                          wallaroo_version, pins.lines)
+                          wallaroo_version, pins.lines, packages)
     name = "py%s-wallaroo%s-%s" % ("".join(version.split(".")[:2]), wallaroo_version, key[:16])
     final = os.path.join(os.path.abspath(cache_dir), name)
     if not _ready(final):
         os.makedirs(cache_dir, exist_ok=True)
         with _locked(final + ".lock", report):
             if not _ready(final):
-                report(f"building the task environment {name} with Python {version} ({why}) "
+                report(f"building the {kind} environment {name} with Python {version} ({why}) "
                        f"under wallaroo {wallaroo_version}'s pins")
                 if lists_the_sdk(requirements_text):
                     report("requirements.txt lists wallaroo: not installed (the task image provides it; "
                            "locally orchzip's stand-in plays it)")
-                _build(final, python, version, _install_text(requirements_text, requirements_dir), pins, report)
+                _build(final, python, version, _install_text(requirements_text, requirements_dir), pins, report,
+                       packages)
                 seconds = time.monotonic() - started
-                report(f"task environment ready in {seconds:.1f} s")
+                report(f"{kind} environment ready in {seconds:.1f} s")
                 return TaskEnvironment(final, _env_python(final), version, key, True, seconds, wallaroo_version)
     return TaskEnvironment(final, _env_python(final), version, key, False, time.monotonic() - started,
                            wallaroo_version)
@@ -289,7 +294,7 @@ class _locked:
         return False
 
 
-def _build(final, python, version, requirements, pins, report):
+def _build(final, python, version, requirements, pins, report, packages=IMAGE_PACKAGES):
     """Create the environment in a temporary directory beside ``final``, then rename it there."""
     tmp = tempfile.mkdtemp(prefix="." + os.path.basename(final) + ".", dir=os.path.dirname(final))
     try:
@@ -303,11 +308,11 @@ def _build(final, python, version, requirements, pins, report):
             fh.write(pins.constraints_text())
         # --compile-bytecode: tasks run with PYTHONDONTWRITEBYTECODE, so without .pyc files every
         # run would compile pandas & co. again (about 1 s of each warm run).
-        _uv(["pip", "install", "--compile-bytecode", "--python", _env_python(env_dir), *IMAGE_PACKAGES,
+        _uv(["pip", "install", "--compile-bytecode", "--python", _env_python(env_dir), *packages,
              "-r", req_file, "-c", constraints, *_offline_flag()], tmp, version, report)
         with open(os.path.join(env_dir, MARKER), "w", encoding="utf-8") as fh:
             json.dump({"recipe": RECIPE_VERSION, "python": version, "base": python,
-                       "image": IMAGE_PACKAGES, "requirements": requirements,
+                       "image": list(packages), "requirements": requirements,
                        "wallaroo": pins.version, "pins": pins.lines}, fh, indent=1)
         if os.path.exists(final):
             shutil.rmtree(final)  # left by a build that died before its marker was written

@@ -32,6 +32,8 @@ from orchzip.runtime.wallaroo_versions import anomaly_column, resolve_version
 __all__ = ["RunningTask", "prepare_zip", "start_run", "run_once", "reconcile_lost_runs", "TASK_STATUS_FOR_RUN"]
 
 BOOTSTRAP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "task_bootstrap.py")
+# The program that runs a pipeline's non-ONNX steps (see orchzip_shim.model_workers).
+MODEL_WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "model_worker")
 KILL_GRACE_SECONDS = 3.0
 POLL_SECONDS = 0.1
 
@@ -431,6 +433,7 @@ def start_run(store, task, python=None, extra_env=None, python_path=(), no_env=F
         ORCHZIP_COMMITS=os.path.join(run_dir, settling.COMMITS_FILE),
         ORCHZIP_IDEMPOTENCY_KEY=key,
         ORCHZIP_PARENT_PID=str(os.getpid()),
+        ORCHZIP_MODEL_WORKER=MODEL_WORKER,
         ORCHZIP_RUN_ID=run["id"],
         ORCHZIP_TASK_ID=task["id"],
         WALLAROO_TASK_ID=task["id"],

@@ -1,0 +1,1 @@
+"""Configuration handed to a BYOP model's builder."""
