@@ -4,6 +4,7 @@ Secrets are kept on the object but never shown: ``repr`` and :meth:`Settings.des
 say where a token or password came from, never its value.
 """
 
+import argparse
 import json
 import os
 
@@ -100,7 +101,12 @@ class Settings:
             self.password = _one_line(self.password.rstrip("\r\n"), "password", self.password_source) or None
 
     @staticmethod
-    def register_argparse_arguments(parser):
+    def register_argparse_arguments(parser, retries_alias=True):
+        """The instance's flags on ``parser``.
+
+        :param retries_alias: also take ``--retries``, the old spelling of ``--http-retries``
+            (hidden: elsewhere ``--retries`` means how often a failed task run is retried).
+        """
         group = parser.add_argument_group("Wallaroo instance")
         group.add_argument("--url", help="the instance's URL (default: $WALLAROO_URL)")
         group.add_argument("--token", help="a bearer token (default: $WALLAROO_TOKEN, else the \"token\" of the "
@@ -110,13 +116,16 @@ class Settings:
                            "asked for when missing on a terminal)")
         group.add_argument("--http-timeout", type=float, default=DEFAULT_TIMEOUT,
                            help=f"seconds per HTTP request (default {DEFAULT_TIMEOUT:g})")
-        group.add_argument("--retries", type=int, default=DEFAULT_RETRIES,
+        group.add_argument("--http-retries", type=int, default=DEFAULT_RETRIES,
                            help=f"retries of 5xx answers and failed connections (default {DEFAULT_RETRIES})")
+        if retries_alias:
+            group.add_argument("--retries", dest="http_retries", type=int, default=argparse.SUPPRESS,
+                               help=argparse.SUPPRESS)
 
     @classmethod
     def from_argparse(cls, args, password=None):
         return cls(url=args.url, token=args.token, user=args.user, password=password or args.password,
-                   timeout=args.http_timeout, retries=max(0, args.retries))
+                   timeout=args.http_timeout, retries=max(0, args.http_retries))
 
     def create_client(self, **kwargs):
         from .client import Client  # one way: the client never imports the settings

@@ -187,10 +187,15 @@ class Client:
 
     def list_orchestrations(self, workspace_id=None):
         if workspace_id is None:
-            # Wallaroo answers each orchestration with its tasks and workspace around it.
-            answer = self._post("/v1/api/orchestration/list_all", {"task_run_status": [], "workspace_ids": []})
-            return [item["orchestration"] for item in answer.get("orchestrations") or []]
+            return [item["orchestration"] for item in self.list_orchestrations_with_tasks()]
         return self._post("/v1/api/orchestration/list", {"workspace_id": workspace_id}, hint="the workspace id")
+
+    def list_orchestrations_with_tasks(self, workspace_ids=()):
+        """``[{"orchestration": O, "tasks": [T...], "workspace": W}]`` of the given workspaces (all
+        when empty), as Wallaroo's ``list_all`` answers: the one call that ties tasks to uploads."""
+        answer = self._post("/v1/api/orchestration/list_all",
+                            {"task_run_status": [], "workspace_ids": list(workspace_ids)}, hint="the workspace ids")
+        return answer.get("orchestrations") or []
 
     def wait_for_orchestration(self, orch_id, timeout=900.0, interval=1.0, on_status=None):
         """Poll until the orchestration is ``ready`` (returned) or ``error`` (:class:`OperationFailed`).
@@ -221,6 +226,14 @@ class Client:
         if timeout is not None:
             body["timeout"] = timeout
         return self._post("/v1/api/task/run_scheduled", body, idempotent=False,
+                          hint="the orchestration id and workspace id")
+
+    def run_continuously(self, orch_id, workspace_id, json=None, name=None):
+        """A task kept running until killed (Wallaroo's run type NetworkService)."""
+        body = {"orch_id": str(orch_id), "workspace_id": workspace_id, "json": json or {}}
+        if name:
+            body["name"] = name
+        return self._post("/v1/api/task/run_continuously", body, idempotent=False,
                           hint="the orchestration id and workspace id")
 
     def list_tasks(self, workspace_id=None, killed=None, orch_id=None):

@@ -18,6 +18,16 @@ recipes: `orchzip run NAME` runs one with its args and timeout.
 
 The file is the nearest orchzip.yaml at or above the current folder (or -f FILE); the state
 is the .orchzip folder beside it, unless --state-dir or ORCHZIP_STATE_DIR say otherwise.
+
+With --remote the same file is applied to a Wallaroo instance (or orchzip serve) over its
+MLOps API (--url/--token or WALLAROO_URL, WALLAROO_TOKEN, ...): workspaces and connections
+are created (a connection whose details changed is deleted and created again; ${VAR} in
+details are read from your environment, as the instance stores details as they are),
+orchestrations are uploaded when their zip changed and waited for until ready, and tasks are
+started: a run-once task runs once per zip and args, a scheduled or continuous one replaces
+its predecessor when it changed, and one the file no longer names is killed. Nothing the file
+does not name is deleted. Pipelines and local-only task settings (tz, overlap, misfire_grace,
+retries, retry_backoff, no_env) are listed as notes and not applied.
 """
 
 SYMBOLS = {"create": "+", "update": "~", "delete": "-"}
@@ -50,11 +60,24 @@ def _describe(change):
     elif change.kind == "connection" and change.action == "create":
         text += f" ({change.desired['type']})"
     elif change.kind == "task" and change.action == "create":
-        text += f" ({'schedule ' + repr(change.desired['schedule']) if change.desired['schedule'] else 'run-once'})"
+        text += f" ({_task_kind(change.desired)})"
     return text
 
 
+def _task_kind(settings):
+    if settings.get("continuous") or settings.get("kind") == "continuous":
+        return "continuous"
+    return f"schedule {settings['schedule']!r}" if settings.get("schedule") else "run-once"
+
+
 def cmd_apply(args):
+    if args.remote:
+        return cmd_apply_remote(args)
+    given = [flag for flag, value in (("--url", args.url), ("--token", args.token), ("--user", args.user),
+                                      ("--password", args.password)) if value]
+    if given:
+        raise ConfigError(f"{given[0]} names a Wallaroo instance, which only apply --remote uses; "
+                          "add --remote or leave it out")
     from orchzip.runtime import project
     from orchzip.runtime.store import Store, DB_NAME
     path = _project_file(args)
@@ -84,6 +107,30 @@ def _print_plan(plan, path, state_dir):
         print(_describe(change))
     counts = plan.counts()
     print(f"{counts['create']} to create, {counts['update']} to update, {counts['delete']} to delete")
+
+
+def cmd_apply_remote(args):
+    from orchzip.commands.remote import client_from_args
+    from orchzip.runtime import project
+    path = _project_file(args)
+    client = client_from_args(args)
+    from orchzip.mlops import sanitize_url
+    where = sanitize_url(client.settings.url)
+    with project.plan_remote(client, path) as plan:
+        if not args.json:
+            _print_plan(plan, path, where)
+            for note in plan.notes:
+                print(f"note: {note}", file=sys.stderr)
+        started = {}
+        if plan.changes and not args.dry_run:
+            started = project.apply_remote(client, plan, wait_timeout=args.wait_timeout,
+                                           on_progress=None if args.json else _show_progress)
+        if args.json:
+            print_json({"file": path, "remote": where, "dry_run": args.dry_run,
+                        "changes": [c.as_dict() for c in plan.changes], **plan.counts(), "notes": plan.notes,
+                        "started": started})
+        elif plan.changes:
+            print("dry run: nothing changed" if args.dry_run else "applied")
 
 
 def _show_progress(line):
@@ -154,6 +201,12 @@ def register(subparsers):
     )
     p.add_argument("-f", "--file", help="the project file (default: the nearest orchzip.yaml at or above here)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
+    p.add_argument("--remote", action="store_true",
+                   help="apply to a Wallaroo instance (or orchzip serve) instead of the local state")
+    p.add_argument("--wait-timeout", type=float, default=900.0,
+                   help="with --remote: seconds to wait at most for each upload to be ready (default 900)")
+    from orchzip.mlops import Settings
+    Settings.register_argparse_arguments(p, retries_alias=False)
     add_json_flag(p)
     p.set_defaults(func=cmd_apply)
 

@@ -12,7 +12,9 @@ from orchzip.errors import ConfigError
 EXIT_FAILED = 1
 
 
-def _client(args):
+def client_from_args(args):
+    """The MLOps API client the instance flags (or WALLAROO_* variables) name; asks for a missing
+    password on a terminal."""
     from orchzip.mlops import Settings
     settings = Settings.from_argparse(args)
     if settings.user and not settings.token and not settings.password and sys.stdin.isatty():
@@ -63,7 +65,7 @@ def _check_requirements(zip_path, wallaroo_version):
 
 def cmd_upload(args):
     from orchzip.builder import inspect_zip
-    client = _client(args)
+    client = client_from_args(args)
     with tempfile.TemporaryDirectory(prefix="orchzip-upload-") as workdir:
         zip_path = _zip_to_upload(args.target, workdir)
         info = inspect_zip(zip_path)  # refuse what the instance would refuse, before sending it
@@ -92,14 +94,14 @@ def _now():
 
 # -- orchestrations -----------------------------------------------------------------------------
 def cmd_orchestrations(args):
-    rows = _client(args).list_orchestrations(args.workspace_id)
+    rows = client_from_args(args).list_orchestrations(args.workspace_id)
     if args.json:
         return print_json(rows)
     print_table(rows, ["id", "name", "workspace_id", "status", "file_name", "created_at"])
 
 
 def cmd_orchestration(args):
-    orch = _client(args).get_orchestration(args.orch_id)
+    orch = client_from_args(args).get_orchestration(args.orch_id)
     _show(args, orch, [f"{k:12} {'' if v is None else v}" for k, v in orch.items()])
 
 
@@ -111,7 +113,7 @@ def _workspace_of(client, args):
 
 
 def cmd_run_once(args):
-    client = _client(args)
+    client = client_from_args(args)
     task_args = parse_task_args(args.args, args.arg)
     task_id = client.run_once(args.orch_id, _workspace_of(client, args), json=task_args, name=args.name,
                               timeout=args.timeout)["id"]
@@ -119,7 +121,7 @@ def cmd_run_once(args):
 
 
 def cmd_schedule(args):
-    client = _client(args)
+    client = client_from_args(args)
     task_args = parse_task_args(args.args, args.arg)
     task_id = client.run_scheduled(args.orch_id, _workspace_of(client, args), args.schedule, json=task_args,
                                    name=args.name, timeout=args.timeout)["id"]
@@ -145,7 +147,7 @@ def _after_start(args, client, task_id):
 
 
 def cmd_tasks(args):
-    rows = _client(args).list_tasks(workspace_id=args.workspace_id, killed=True if args.killed else None)
+    rows = client_from_args(args).list_tasks(workspace_id=args.workspace_id, killed=True if args.killed else None)
     if args.json:
         return print_json(rows)
     for row in rows:
@@ -154,7 +156,7 @@ def cmd_tasks(args):
 
 
 def cmd_task(args):
-    task = _client(args).get_task(args.task_id)
+    task = client_from_args(args).get_task(args.task_id)
     if args.json:
         return print_json(task)
     for key in ("id", "name", "status", "killed", "workspace_id", "input_data", "created_at", "updated_at"):
@@ -164,14 +166,14 @@ def cmd_task(args):
 
 
 def cmd_runs(args):
-    rows = _client(args).list_task_runs(args.task_id, limit=args.limit, status=args.status)
+    rows = client_from_args(args).list_task_runs(args.task_id, limit=args.limit, status=args.status)
     if args.json:
         return print_json(rows)
     print_table(rows, ["run_id", "status", "created_at", "updated_at"])
 
 
 def cmd_logs(args):
-    client = _client(args)
+    client = client_from_args(args)
     run_id = args.run_id
     if args.task:
         runs = client.list_task_runs(args.run_id, limit=1)
@@ -195,26 +197,26 @@ def _log_line(line):
 
 
 def cmd_kill(args):
-    task = _client(args).kill_task(args.task_id)
+    task = client_from_args(args).kill_task(args.task_id)
     _show(args, task, [f"task {task['id']} {task['status']}"])
 
 
 # -- workspaces and connections ---------------------------------------------------------------
 def cmd_workspaces_list(args):
-    rows = _client(args).list_workspaces()
+    rows = client_from_args(args).list_workspaces()
     if args.json:
         return print_json(rows)
     print_table(rows, ["id", "name", "created_at"])
 
 
 def cmd_workspaces_create(args):
-    answer = _client(args).create_workspace(args.name)
+    answer = client_from_args(args).create_workspace(args.name)
     _show(args, answer, [str(answer["workspace_id"])])
 
 
 def cmd_connections_create(args):
     details = read_details(args)
-    answer = _client(args).create_connection(args.name, args.type, details)
+    answer = client_from_args(args).create_connection(args.name, args.type, details)
     _show(args, answer, [str(answer["id"])])
 
 
@@ -223,7 +225,7 @@ def _connection_json(row):
 
 
 def cmd_connections_get(args):
-    row = _connection_json(_client(args).get_connection(args.name))
+    row = _connection_json(client_from_args(args).get_connection(args.name))
     import json
     _show(args, row, [f"{row['name']} ({row['type']}, id {row['id']}, workspaces: "
                       f"{', '.join(row.get('workspace_names') or []) or 'none'})",
@@ -231,7 +233,7 @@ def cmd_connections_get(args):
 
 
 def cmd_connections_list(args):
-    rows = [_connection_json(r) for r in _client(args).list_connections(args.workspace_id)]
+    rows = [_connection_json(r) for r in client_from_args(args).list_connections(args.workspace_id)]
     if args.json:
         return print_json(rows)
     print_table([dict(r, workspace_names=",".join(r.get("workspace_names") or [])) for r in rows],
@@ -239,12 +241,12 @@ def cmd_connections_list(args):
 
 
 def cmd_connections_delete(args):
-    _client(args).delete_connection(args.name)
+    client_from_args(args).delete_connection(args.name)
     _show(args, {"deleted": args.name}, [f"deleted connection {args.name}"])
 
 
 def cmd_connections_add(args):
-    client = _client(args)
+    client = client_from_args(args)
     connection = client.get_connection(args.name)
     answer = client.add_connection_to_workspace(connection["id"], args.workspace_id)
     _show(args, answer, [f"connection {args.name} (id {connection['id']}) added to workspace {args.workspace_id}"])

@@ -4,6 +4,7 @@ orchestrations and tasks, declared in one file kept in git.
 - :func:`find_root`: the project a directory belongs to, found as git finds its repository;
 - :func:`load`: read and validate a file (errors name file, line and key);
 - :func:`plan` / :func:`apply`: what would change in a state, and making the change;
+- :func:`plan_remote` / :func:`apply_remote`: the same for a Wallaroo instance (or ``orchzip serve``);
 - :func:`export`: a state written out as a project file;
 - :func:`init`: a starter project that runs as it is.
 
@@ -14,7 +15,7 @@ library loads when a file is read.
 import os
 
 __all__ = ["PROJECT_FILE", "STATE_DIR_NAME", "find_root", "state_dir_for", "load", "plan", "apply", "export", "init",
-           "run_recipe"]
+           "run_recipe", "plan_remote", "apply_remote"]
 
 PROJECT_FILE = "orchzip.yaml"
 STATE_DIR_NAME = ".orchzip"
@@ -58,6 +59,26 @@ def apply(store, the_plan, on_env_progress=None):
     """
     from orchzip.runtime.project._plan import apply_plan
     apply_plan(store, the_plan, on_env_progress=on_env_progress)
+
+
+def plan_remote(client, path, environ=None):
+    """The :class:`~orchzip.runtime.project._remote.RemotePlan` that makes the instance behind
+    ``client`` (an :class:`orchzip.mlops.Client`) match the file at ``path``. Close it when done.
+
+    :param environ: where ``${VAR}`` in connection details are read (default: ``os.environ``).
+    """
+    from orchzip.runtime.project._remote import make_remote_plan
+    return make_remote_plan(client, load(path), os.path.dirname(os.path.abspath(path)), environ)
+
+
+def apply_remote(client, the_plan, wait_timeout=900.0, on_progress=None):
+    """Carry out a remote plan; returns ``{task name: task id}`` of the tasks it started.
+
+    :param wait_timeout: seconds to wait at most for each uploaded orchestration to be ready.
+    :param on_progress: called with one line per step done.
+    """
+    from orchzip.runtime.project._remote import apply_remote_plan
+    return apply_remote_plan(client, the_plan, wait_timeout=wait_timeout, on_progress=on_progress)
 
 
 def export(store, path, include_secrets=False):
