@@ -494,3 +494,24 @@ def test_a_spec_whose_environment_is_gone_gets_it_rebuilt(tmp_path, model_python
     assert "upload the model again to rebuild it" in str(err.value)
     assert with_model_env(spec)["python"] == model_python
     assert with_model_env(dict(spec, python=model_python)) == dict(spec, python=model_python)
+
+
+def test_a_scikit_learn_model_checked_at_the_door_runs_in_a_worker_step(tmp_path):
+    from orchzip.runtime.tabular_frameworks import ensure_framework_env
+    python = ensure_framework_env("sklearn")
+    model = tmp_path / "linear.pkl"
+    trained = subprocess.run([python, "-c", textwrap.dedent(f"""
+        import pickle
+        import numpy as np
+        from sklearn.linear_model import LinearRegression
+        x = np.arange(12, dtype=float).reshape(4, 3)
+        with open({str(model)!r}, "wb") as fh:
+            pickle.dump(LinearRegression().fit(x, x.sum(axis=1) * 2), fh)
+    """)], capture_output=True, text=True, timeout=120)
+    assert trained.returncode == 0, trained.stderr
+    ins = pa.schema([pa.field("inputs", pa.list_(pa.float64(), 3))])
+    outs = pa.schema([pa.field("predictions", pa.float64())])
+    fields = check_upload("linear", "sklearn", model, input_schema=ins, output_schema=outs)
+    with make_step({"name": "linear", "path": str(model), **fields}) as step:
+        out = step.process(pa.RecordBatch.from_pydict({"inputs": [[1.0, 1.0, 1.0], [2.0, 0.0, 0.0]]}))
+    assert out.to_pydict()["predictions"] == pytest.approx([6.0, 4.0])
