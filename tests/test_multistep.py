@@ -131,6 +131,24 @@ def test_a_tutorial_style_orchestration_builds_changes_and_infers_a_multistep_pi
     assert report["undeployed"] == "Pipeline houseprice-scaled is not deployed"
 
 
+def test_a_task_uploads_a_python_model_and_infers_through_it_after_an_onnx_step(cli, tmp_path):
+    cli("models", "upload", "houseprice", RF_MODEL)
+    post = tmp_path / "post.py"
+    post.write_text(POST_PROCESSING)
+    scale2 = scaling_model(tmp_path / "scale2.onnx", 2.0, input_name="variable")
+    scale3 = scaling_model(tmp_path / "scale3.onnx", 3.0)
+    cli("build", os.path.join(REPO, "tests", "fixtures", "wallaroo", "multistep_pipeline"), "-o", str(tmp_path))
+    done = cli("run", str(tmp_path / "multistep_pipeline.zip"), "--no-env", "--arg", f"houses={XTEST_1K}",
+               "--arg", f"scale2={scale2}", "--arg", f"scale3={scale3}", "--arg", f"post={post}")
+    lines = dict(line.split(": ", 1) for line in done.out.splitlines() if ": " in line)
+    columns, price_k, expensive = json.loads(lines["post"])
+    predicted = rf_predictions(houses(5))
+    assert columns == ["time", "in.tensor", "out.price_k", "out.expensive", "anomaly.count"]
+    np.testing.assert_allclose(price_k, np.round(predicted / 1000.0, 2), atol=0.006)
+    assert expensive == [int(p > 500_000) for p in predicted]
+    assert json.loads(lines["post parallel"]) == price_k
+
+
 def test_serve_infers_through_a_multistep_pipeline(tmp_path):
     import sys
     sys.path.insert(0, os.path.join(REPO, "tests", "fixtures", "serve"))
