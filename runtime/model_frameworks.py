@@ -26,7 +26,7 @@ import zipfile
 import pyarrow as pa
 
 from orchzip.errors import ConfigError
-from orchzip.runtime import model_envs
+from orchzip.runtime import model_envs, tabular_frameworks
 
 __all__ = ["check_upload", "CHECKS", "SCHEMA_FREE", "parse_schema"]
 
@@ -189,4 +189,4 @@ def _base_name(node):
 
 
 # framework -> check(name, path): raises ConfigError with one line. Other frameworks add theirs.
-CHECKS = {"python": _check_python, "custom": _check_custom}
+CHECKS = {"python": _check_python, "custom": _check_custom, **tabular_frameworks.CHECKS}
