@@ -497,8 +497,8 @@ def test_a_spec_whose_environment_is_gone_gets_it_rebuilt(tmp_path, model_python
 
 
 def test_a_scikit_learn_model_checked_at_the_door_runs_in_a_worker_step(tmp_path):
-    from orchzip.runtime.tabular_frameworks import ensure_framework_env
-    python = ensure_framework_env("sklearn")
+    from orchzip.runtime.model_envs import ensure_model_env
+    python = ensure_model_env("sklearn")
     model = tmp_path / "linear.pkl"
     trained = subprocess.run([python, "-c", textwrap.dedent(f"""
         import pickle
