@@ -26,7 +26,7 @@ import zipfile
 import pyarrow as pa
 
 from orchzip.errors import ConfigError
-from orchzip.runtime import model_envs
+from orchzip.runtime import model_envs, tabular_frameworks
 
 __all__ = ["check_upload", "CHECKS", "SCHEMA_FREE", "parse_schema"]
 
@@ -39,7 +39,8 @@ def check_upload(name, framework, path, input_schema=None, output_schema=None, r
     """Check a model as Wallaroo would, build its environment, load it once; the spec's fields.
 
     :param name: the model's registry name (for messages).
-    :param framework: ``python``, ``custom`` (or another framework with a check in :data:`CHECKS`).
+    :param framework: ``python``, ``custom``, ``sklearn`` or ``xgboost`` (their file checks in
+        :data:`CHECKS`; the schemas against the model where it loads once, in the worker).
     :param path: the model's file or folder (a .py, a folder, or a .zip).
     :param input_schema: a ``pa.Schema``, or the spec's base64 text of one.
     :param output_schema: the same, for the outputs.
@@ -189,4 +190,4 @@ def _base_name(node):
 
 
 # framework -> check(name, path): raises ConfigError with one line. Other frameworks add theirs.
-CHECKS = {"python": _check_python, "custom": _check_custom}
+CHECKS = {"python": _check_python, "custom": _check_custom, **tabular_frameworks.CHECKS}

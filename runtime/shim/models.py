@@ -22,7 +22,10 @@ DEFAULT_ANOMALY_COLUMN = "anomaly.count"  # current Wallaroo releases
 
 
 def local_model(name, entry, anomaly_column=None):
-    """The model of a local pipeline from its entry in the task context."""
+    """The model of a one-file ONNX pipeline from its entry in the task context.
+
+    Pipelines of registered steps go through ``pipelines.local_pipeline``.
+    """
     return OnnxModel(entry["model"], name=name, tensor_column=entry.get("tensor_column"),
                      anomaly_column=anomaly_column)
 
@@ -136,13 +139,19 @@ class OnnxModel:
 
     def infer_batch(self, batch, row_offset=0):
         """Run the model on ``batch``; ``row_offset`` numbers rows in error messages."""
+        return wallaroo_result(batch, self._outputs(batch, row_offset), self.anomaly_column)
+
+    def process(self, batch, row_offset=0):
+        """The model's outputs for ``batch`` as a batch of plain-named columns (a pipeline step)."""
+        return pa.RecordBatch.from_pydict(self._outputs(batch, row_offset))
+
+    def _outputs(self, batch, row_offset):
         features = self._features(batch, row_offset)
         try:
             results = self._session.run(self.output_names, {self.input_name: features})
         except Exception as err:
             raise ModelError(f"model {self.name!r} failed on rows {row_offset}..{row_offset + batch.num_rows - 1}: {err}") from None
-        outputs = {n: _list_per_row(r) for n, r in zip(self.output_names, results)}
-        return wallaroo_result(batch, outputs, self.anomaly_column)
+        return {n: _list_per_row(r) for n, r in zip(self.output_names, results)}
 
     def close(self):
         self._session = None
