@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "build",
     "run",
     "state",
+    "models",
     "workspaces",
     "schedule",
     "remote",

@@ -17,7 +17,7 @@ import zipfile
 from orchzip.errors import ConfigError
 from orchzip.runtime import environments
 
-__all__ = ["MODEL_PACKAGES", "FRAMEWORK_PACKAGES", "ensure_model_env", "model_requirements"]
+__all__ = ["MODEL_PACKAGES", "FRAMEWORK_PACKAGES", "ensure_model_env", "with_model_env", "model_requirements"]
 
 # What every model worker needs (numpy, pyarrow) and what Wallaroo's Python runtime has (pandas).
 MODEL_PACKAGES = ("numpy", "pyarrow", "pandas")
@@ -68,6 +68,21 @@ def ensure_model_env(spec_or_framework, requirements=None, on_progress=None, cac
         cache_dir or environments.default_cache_dir(), text, python=python, on_progress=on_progress,
         wallaroo_version=wallaroo_version, packages=packages, kind="model")
     return env.python
+
+
+def with_model_env(spec, on_progress=None, cache_dir=None):
+    """``spec`` with a working ``python``: the same when its environment is there, else rebuilt.
+
+    For whoever hands specs to workers (a task's context, serve): an environment cache that was
+    cleared, or a machine the state directory was copied to, rebuilds the model's environment
+    instead of failing. ONNX specs come back unchanged.
+    """
+    if (spec.get("framework") or "onnx") == "onnx":
+        return spec
+    python = spec.get("python")
+    if python and os.path.exists(python):
+        return spec
+    return dict(spec, python=ensure_model_env(spec, on_progress=on_progress, cache_dir=cache_dir))
 
 
 def _requirements_text(requirements):

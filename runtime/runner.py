@@ -24,6 +24,7 @@ import psutil
 
 from orchzip.errors import ConfigError, OrchzipError
 from orchzip.runtime import settle as settling
+from orchzip.runtime.registry import list_models, model_spec, pipeline_specs
 from orchzip.runtime.store import utcnow
 from orchzip.runtime.task_logs import READY, SETTING_UP, TaskLog, last_error_line, resolve_max_bytes
 from orchzip.runtime.wallaroo_versions import anomaly_column, resolve_version
@@ -95,17 +96,28 @@ def task_context(store, task, run_id, key=None):
             c["name"]: {k: c[k] for k in ("id", "type", "details", "created_at", "workspace_names")}
             for c in store.list_connections()
         },
-        "pipelines": {
-            p["name"]: {"model": p["model_path"], "tensor_column": p["tensor_column"],
-                        "workspace": p["workspace_name"]}  # None: the default workspace
-            for p in store.list_pipelines()
-        },
+        "pipelines": {p["name"]: pipeline_entry(store, p) for p in store.list_pipelines()},
+        # Every registered model version, as specs: what wl.get_model(name) finds in the task.
+        "models": [dict(model_spec(m), workspace=m["workspace_name"]) for m in list_models(store)],
         "workspaces": [{k: w[k] for k in ("id", "name", "created_at")} for w in store.list_workspaces()],
         # The Wallaroo release whose behaviour the task sees (see wallaroo_versions), and the
         # name that release gives the results' check count, for the shim and the stand-in.
         "wallaroo_version": version,
         "anomaly_column": anomaly_column(version),
     }
+
+
+def pipeline_entry(store, pipeline):
+    """A pipeline as the task context and serve carry it: its steps' model specs (see registry).
+
+    ``model`` and ``tensor_column`` are the first step's when it is ONNX, for readers that
+    predate steps.
+    """
+    specs = pipeline_specs(store, pipeline)
+    first_onnx = specs[0]["framework"] == "onnx"
+    return {"steps": specs, "model": specs[0]["path"] if first_onnx else None,
+            "tensor_column": specs[0]["tensor_column"] if first_onnx else None,
+            "workspace": pipeline["workspace_name"]}  # None: the default workspace
 
 
 def _write_private(path, text):

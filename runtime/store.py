@@ -221,7 +221,36 @@ MIGRATIONS = [
     """
     ALTER TABLE tasks ADD COLUMN wallaroo_version TEXT;
     """,
-    # 12: what else an orchzip.yaml task declares (continuously and its restart policy, its log
+    # 12: models registered by name with integer versions (orchzip models upload), each a
+    # stored copy under the state directory (path) with its sha256, and pipelines as a list of
+    # model versions. A pipeline with no pipeline_steps rows is one ONNX step, its model_path.
+    """
+    CREATE TABLE models (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        framework TEXT NOT NULL,
+        path TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        input_schema TEXT,
+        output_schema TEXT,
+        tensor_column TEXT,
+        python TEXT,
+        requirements TEXT,
+        source_path TEXT,
+        workspace_id INTEGER REFERENCES workspaces(id) ON DELETE SET NULL,
+        created_at TEXT NOT NULL,
+        UNIQUE (name, version)
+    );
+    CREATE TABLE pipeline_steps (
+        pipeline_id INTEGER NOT NULL REFERENCES pipelines(id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        model_id INTEGER NOT NULL REFERENCES models(id),
+        PRIMARY KEY (pipeline_id, position)
+    );
+    CREATE INDEX pipeline_steps_by_model ON pipeline_steps(model_id);
+    """,
+    # 13: what else an orchzip.yaml task declares (continuously and its restart policy, its log
     # cap, its Wallaroo release), as JSON: a run-once or continuous recipe has no row of tasks.
     """
     ALTER TABLE project_tasks ADD COLUMN options TEXT NOT NULL DEFAULT '{}';
@@ -447,23 +476,39 @@ class Store:
         "SELECT p.*, w.name AS workspace_name FROM pipelines p LEFT JOIN workspaces w ON w.id = p.workspace_id"
     )
 
-    def create_pipeline(self, name, model_path, tensor_column=None, replace=False, workspace_id=None):
-        """Store a pipeline once its name is sound and its model loads (checked now, not at the first run)."""
+    def create_pipeline(self, name, model_path=None, tensor_column=None, replace=False, workspace_id=None,
+                        steps=None):
+        """Store a pipeline once its name is sound and its model loads (checked now, not at the first run).
+
+        :param model_path: an ONNX file: the pipeline is that one model, read from where it is.
+        :param steps: instead of ``model_path``, registered model versions (rows of
+            ``runtime.registry``), in order: each step's outputs are the next one's inputs.
+        """
         if not isinstance(name, str) or not name.strip() or any(not c.isprintable() for c in name):
             raise ConfigError("a pipeline needs a non-empty name of printable characters (no line breaks)")
         if isinstance(tensor_column, str) and not tensor_column.strip():
             raise ConfigError("--tensor-column must not be empty; leave it out to use the column 'tensor'")
-        model_path = check_model_file(model_path, name)
+        if steps:
+            model_path = steps[0]["path"]  # what readers from before steps existed find
+        elif model_path is None:
+            raise ConfigError(f"pipeline {name!r} needs a model: --model FILE.onnx, or --step MODEL[:VERSION]")
+        else:
+            model_path = check_model_file(model_path, name)
         if workspace_id is not None:
             self.get_workspace(id=workspace_id)
         verb = "INSERT OR REPLACE" if replace else "INSERT"
         try:
             with self.transaction() as db:
-                db.execute(
+                if replace:
+                    db.execute("DELETE FROM pipeline_steps WHERE pipeline_id IN "
+                               "(SELECT id FROM pipelines WHERE name = ?)", (name,))
+                pipeline_id = db.execute(
                     f"{verb} INTO pipelines(name, model_path, tensor_column, created_at, workspace_id) "
                     "VALUES (?, ?, ?, ?, ?)",
                     (name, model_path, tensor_column, utcnow(), workspace_id),
-                )
+                ).lastrowid
+                db.executemany("INSERT INTO pipeline_steps(pipeline_id, position, model_id) VALUES (?, ?, ?)",
+                               [(pipeline_id, i, step["id"]) for i, step in enumerate(steps or ())])
         except sqlite3.IntegrityError:
             raise AlreadyExists(
                 f"pipeline {name!r} already exists; delete it first: orchzip pipelines delete {name}"

@@ -38,6 +38,9 @@ def server(tmp_path_factory):
         {"private_key": "-----BEGIN PRIVATE KEY-----SECRETKEY", "client_email": "svc@example.iam", "dataset": "d",
          "token": "${WAREHOUSE_TOKEN}"}))
     orchzip(str(state), "pipelines", "create", "houseprice", "--model", EXAMPLE_MODEL)
+    orchzip(str(state), "models", "upload", "house-model", EXAMPLE_MODEL)
+    orchzip(str(state), "models", "upload", "house-model", EXAMPLE_MODEL)
+    orchzip(str(state), "pipelines", "create", "chained", "--step", "house-model:1", "--step", "house-model:2")
     orchzip(str(state), "run", HELLO, "--no-env", "--name", "hello-fails", "--arg", "fail=boom", check=False)
     orchzip(str(state), "run", HELLO, "--no-env", "--name", f"hello {EVIL}", "--arg", f"note={EVIL}")
     srv = Server(state, state.parent / "serve.log", "--no-env").start()
@@ -253,6 +256,8 @@ def test_connections_are_shown_masked(browser, server):
 def test_pipelines_page_lists_local_pipelines(browser, server):
     text = text_of(get(browser, server, "/ui/pipelines"))
     assert "houseprice" in text and "model.onnx" in text
+    assert "house-model:1" in text and "house-model:2" in text  # the steps of pipeline chained
+    assert "2 registered model versions" in text
 
 
 def test_names_args_and_logs_are_escaped(browser, server):

@@ -163,3 +163,15 @@ def test_a_bigquery_retry_of_a_committed_key_loads_nothing_and_says_so(bq_emulat
     assert table_rows(bq_emulator, name, "results")[0].num_rows == 8
     write(conn, [result_batch(rows_in[:3])], idempotency_key="task-9@10:00")  # the next fire
     assert table_rows(bq_emulator, name, "results")[0].num_rows == 11
+
+
+def test_duckdb_ledger_values_with_quotes_are_stored_as_given(tmp_path, monkeypatch):
+    # The ledger's statements spell values out as SQL literals (no parameter binding).
+    conn = connection("DUCKDB", tmp_path)
+    key = "task-1@09:00'; DROP TABLE results; --"
+    commit(conn, key, "run 'a'", monkeypatch=monkeypatch)
+    retry = commit(conn, key, "run-b", start=100, monkeypatch=monkeypatch)
+    assert retry.already_committed_by == "run 'a'"
+    assert rows(conn) == list(range(10))
+    db = duckdb_connector._databases[conn.details["path"]]
+    assert db.execute("SELECT key, run_id FROM __orchzip_ledger").fetchall() == [(key, "run 'a'")]

@@ -5,6 +5,7 @@ Every model here is a real file the test writes; every worker a real process in 
 environment (Python 3.10 when it is installed, as Wallaroo's runtime).
 """
 
+import json
 import os
 import signal
 import subprocess
@@ -434,3 +435,83 @@ def test_make_step_gives_onnx_models_to_onnxruntime(tmp_path):
     from tests.conftest import EXAMPLE_MODEL
     step = make_step({"name": "prices", "framework": "onnx", "path": EXAMPLE_MODEL, "tensor_column": None})
     assert isinstance(step, OnnxModel)
+
+
+# -- the flagship: a statsmodels forecaster as a Python model --------------------------------
+
+FORECASTER = """
+    import numpy as np
+    from mac.types import InferenceData
+    from statsmodels.tsa.arima.model import ARIMA
+
+    DAYS = 7
+
+
+    def forecast_week(series):
+        fitted = ARIMA(np.asarray(series, dtype=float), order=(1, 0, 1)).fit()
+        return fitted.forecast(steps=DAYS).round().astype(np.int32)
+
+
+    def process_data(input_data: InferenceData) -> InferenceData:
+        weeks = np.stack([forecast_week(row) for row in input_data["count"]])
+        return {"forecast": weeks, "weekly_average": weeks.mean(axis=1).astype(np.float32)}
+"""
+RENTALS = [1526, 1550, 1708, 1005, 1623, 1712, 1530, 1605, 1538, 1746, 1472, 1589, 1913, 1815,
+           2115, 2475, 2927, 1635, 1812, 1107, 1450, 1917, 1807, 1461, 1969, 2402, 1446, 1851]
+
+
+def test_a_statsmodels_forecaster_runs_as_a_python_model_with_its_requirements(tmp_path):
+    archive = tmp_path / "forecast.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("forecast.py", textwrap.dedent(FORECASTER))
+        zf.writestr("requirements.txt", "statsmodels>=0.14\n")
+    ins = pa.schema([pa.field("count", pa.list_(pa.int32()))])
+    outs = pa.schema([pa.field("forecast", pa.list_(pa.int32())), pa.field("weekly_average", pa.float32())])
+    fields = check_upload("bikedaymodel", "python", archive, input_schema=ins, output_schema=outs)
+    rows = [RENTALS, RENTALS[7:] + RENTALS[:7]]
+    with WorkerStep({"name": "bikedaymodel", "path": str(archive), **fields}) as step:
+        # int64 lists (as pandas hands them) are cast to the schema's list<int32>
+        out = step.process(pa.RecordBatch.from_pydict({"count": rows})).to_pydict()
+    assert [len(week) for week in out["forecast"]] == [7, 7]
+    assert out["weekly_average"] == pytest.approx([np.mean(week) for week in out["forecast"]])
+    # The same function called directly in the model's environment gives the same forecasts.
+    write(tmp_path, "forecast.py", FORECASTER)
+    direct = subprocess.run(
+        [fields["python"], "-c", "import json, sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]; import forecast; "
+         "print(json.dumps([forecast.forecast_week(r).tolist() for r in json.loads(sys.argv[3])]))",
+         str(tmp_path), os.path.join(worker_dir(), "standins"), json.dumps(rows)],
+        capture_output=True, text=True, timeout=120)
+    assert direct.returncode == 0, direct.stderr
+    assert out["forecast"] == json.loads(direct.stdout)
+
+
+def test_a_spec_whose_environment_is_gone_gets_it_rebuilt(tmp_path, model_python):
+    from orchzip.runtime.model_envs import with_model_env
+    path = write(tmp_path, "step.py", SUM_MODEL)
+    spec = spec_for(path, str(tmp_path / "gone" / "bin" / "python"))
+    with pytest.raises(ConfigError) as err:
+        WorkerStep(spec).start()
+    assert "upload the model again to rebuild it" in str(err.value)
+    assert with_model_env(spec)["python"] == model_python
+    assert with_model_env(dict(spec, python=model_python)) == dict(spec, python=model_python)
+
+
+def test_a_scikit_learn_model_checked_at_the_door_runs_in_a_worker_step(tmp_path):
+    from orchzip.runtime.tabular_frameworks import ensure_framework_env
+    python = ensure_framework_env("sklearn")
+    model = tmp_path / "linear.pkl"
+    trained = subprocess.run([python, "-c", textwrap.dedent(f"""
+        import pickle
+        import numpy as np
+        from sklearn.linear_model import LinearRegression
+        x = np.arange(12, dtype=float).reshape(4, 3)
+        with open({str(model)!r}, "wb") as fh:
+            pickle.dump(LinearRegression().fit(x, x.sum(axis=1) * 2), fh)
+    """)], capture_output=True, text=True, timeout=120)
+    assert trained.returncode == 0, trained.stderr
+    ins = pa.schema([pa.field("inputs", pa.list_(pa.float64(), 3))])
+    outs = pa.schema([pa.field("predictions", pa.float64())])
+    fields = check_upload("linear", "sklearn", model, input_schema=ins, output_schema=outs)
+    with make_step({"name": "linear", "path": str(model), **fields}) as step:
+        out = step.process(pa.RecordBatch.from_pydict({"inputs": [[1.0, 1.0, 1.0], [2.0, 0.0, 0.0]]}))
+    assert out.to_pydict()["predictions"] == pytest.approx([6.0, 4.0])

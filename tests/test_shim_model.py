@@ -131,3 +131,39 @@ def test_importing_the_shim_loads_no_connector_or_model_library():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("make", [
+    lambda rows: pa.array(rows, pa.list_(pa.float64())),
+    lambda rows: pa.array(rows, pa.large_list(pa.float64())),
+    lambda rows: pa.array(rows, pa.list_(pa.float64(), 18)),
+    lambda rows: pa.array([[int(v) for v in r] for r in rows], pa.list_(pa.int64())),
+    lambda rows: pa.chunked_array([pa.array(rows[:7], pa.list_(pa.float32())), pa.array(rows[7:], pa.list_(pa.float32()))]),
+])
+def test_tensors_of_every_list_kind_and_slices_of_them_give_the_same_features(make):
+    from orchzip_shim.models import tensor_to_numpy
+
+    rows = [r["tensor"] for r in reference_rows()[:20]]
+    column = make(rows)
+    expected = np.array([[float(type_cast) for type_cast in r] for r in column.to_pylist()], dtype=np.float32)
+    for start, stop in ((0, 20), (3, 11), (19, 20)):
+        part = column[start:stop] if isinstance(column, pa.ChunkedArray) else column.slice(start, stop - start)
+        np.testing.assert_array_equal(tensor_to_numpy(part, "tensor", 18, 0, "m"), expected[start:stop])
+
+
+def test_a_null_tensor_and_a_null_value_inside_one_are_named():
+    from orchzip_shim.models import tensor_to_numpy
+
+    with pytest.raises(BadInput, match="row 12 has no value"):
+        tensor_to_numpy(pa.array([[1.0, 2.0], [3.0, 4.0], None], pa.list_(pa.float64())).slice(1), "tensor", 2, 11, "m")
+    with pytest.raises(BadInput, match="null values inside"):
+        tensor_to_numpy(pa.array([[1.0, None]], pa.list_(pa.float64())), "tensor", 2, 0, "m")
+
+
+def test_outputs_of_every_dtype_become_one_list_per_row():
+    from orchzip_shim.models import _list_per_row
+
+    for values in (np.arange(6, dtype=np.float32).reshape(3, 2), np.arange(3, dtype=np.int64),
+                   np.array([True, False, True]), np.array(["a", "b", "c"]), np.arange(6.0).reshape(3, 2)[:, 1]):
+        column = _list_per_row(values)
+        assert column.to_pylist() == [list(np.atleast_1d(v).tolist()) for v in values]

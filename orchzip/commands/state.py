@@ -117,24 +117,42 @@ def cmd_connections_delete(args):
 
 
 def cmd_pipelines_create(args):
+    from orchzip.runtime.registry import create_pipeline
+    if bool(args.model) == bool(args.step):
+        raise ConfigError("give a pipeline either --model FILE.onnx or one or more --step MODEL[:VERSION] "
+                          "(models registered with: orchzip models upload NAME FILE)")
     store = _store(args)
     workspace_id = store.get_workspace(args.workspace)["id"] if args.workspace else None
-    row = store.create_pipeline(args.name, args.model, tensor_column=args.tensor_column, replace=args.replace,
-                                workspace_id=workspace_id)
+    if args.step:
+        row = create_pipeline(store, args.name, args.step, tensor_column=args.tensor_column, replace=args.replace,
+                              workspace_id=workspace_id)
+    else:
+        row = store.create_pipeline(args.name, args.model, tensor_column=args.tensor_column, replace=args.replace,
+                                    workspace_id=workspace_id)
+    row = _with_steps(store, row)
     if args.json:
         print_json(row)
     else:
         where = f" (workspace {row['workspace_name']})" if row["workspace_name"] else ""
-        print(f"pipeline {row['name']} -> {row['model_path']}{where}")
+        target = " -> ".join(row["steps"]) if args.step else row["model_path"]
+        print(f"pipeline {row['name']} -> {target}{where}")
+
+
+def _with_steps(store, row):
+    """A pipeline row with ``steps``: ``NAME:VERSION`` of each model step (none for a --model file)."""
+    from orchzip.runtime.registry import steps_of
+    return dict(row, steps=[f"{m['name']}:{m['version']}" for m in steps_of(store, row)])
 
 
 def cmd_pipelines_list(args):
-    rows = _store(args, create=False).list_pipelines()
+    store = _store(args, create=False)
+    rows = [_with_steps(store, r) for r in store.list_pipelines()]
     if args.json:
         print_json(rows)
     else:
-        print_table([dict(r, workspace=r["workspace_name"] or "(default)") for r in rows],
-                    ["name", "workspace", "model_path"])
+        print_table([dict(r, workspace=r["workspace_name"] or "(default)",
+                          model=" -> ".join(r["steps"]) or r["model_path"]) for r in rows],
+                    ["name", "workspace", "model"])
 
 
 def cmd_pipelines_delete(args):
@@ -170,14 +188,19 @@ def register(subparsers):
     p.set_defaults(func=cmd_connections_list)
 
     pipes = subparsers.add_parser(
-        "pipelines", help="named local pipelines (name -> ONNX model file)",
-        description="Local pipelines: a name that tasks infer through, bound to an ONNX model file.",
+        "pipelines", help="named local pipelines (name -> model steps, or an ONNX model file)",
+        description="Local pipelines: a name that tasks infer through, bound to a chain of registered model "
+        "versions (--step, as Wallaroo pipelines chain model steps) or to one ONNX model file (--model).",
     )
     sub = pipes.add_subparsers(dest="action", metavar="ACTION", required=True)
-    p = sub.add_parser("create", help="create a pipeline from an ONNX model file")
+    p = sub.add_parser("create", help="create a pipeline of registered models (--step) or of an ONNX file (--model)")
     p.add_argument("name")
-    p.add_argument("--model", required=True, help="path of the .onnx model")
-    p.add_argument("--tensor-column", help="input column holding each row's features (default: tensor)")
+    p.add_argument("--model", help="path of the .onnx model (a pipeline of this one file)")
+    p.add_argument("--step", action="append", metavar="MODEL[:VERSION]",
+                   help="a registered model version (default: its newest), repeatable, in order: each step's "
+                   "outputs are the next step's inputs (see orchzip models upload)")
+    p.add_argument("--tensor-column", help="input column holding each row's features for the first (ONNX) model "
+                   "(default: tensor)")
     p.add_argument("--replace", action="store_true", help="replace a pipeline of the same name")
     p.add_argument("--workspace", metavar="NAME",
                    help="the workspace the pipeline is in (default: the default workspace a task starts in)")

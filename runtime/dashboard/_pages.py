@@ -137,8 +137,11 @@ def connections(request):
 
 @page
 def pipelines(request):
+    from orchzip.runtime.registry import list_models, steps_of
     ctx = request.app.state.ctx
-    return render(request, "pipelines.html", title="Pipelines", pipelines=ctx.store.list_pipelines(),
+    rows = [dict(p, steps=[f"{m['name']}:{m['version']}" for m in steps_of(ctx.store, p)])
+            for p in ctx.store.list_pipelines()]
+    return render(request, "pipelines.html", title="Pipelines", pipelines=rows, models=list_models(ctx.store),
                   orchestrations=ctx.store.list_orchestrations())
 
 

@@ -37,6 +37,7 @@ def create_app(state_dir, token=None, no_env=False, max_upload_bytes=None, sched
             yield
         finally:
             ctx.stop()
+            ctx.models.close()  # worker processes of non-ONNX steps end with the server
 
     routes = (_platform.routes() + _connections.routes() + _orchestrations.routes() + _tasks.routes()
               + _continuous.routes() + _graphql.routes() + _inference.routes())

@@ -40,27 +40,37 @@ _DEPLOYMENT_SUFFIX = re.compile(r"-\d+$")
 
 
 class ModelCache:
-    """Loaded models by file, reloaded when the file or the pipeline changes."""
+    """Loaded pipelines by name, reloaded when a step's model file or the pipeline changes."""
 
     def __init__(self, anomaly_column=None):
         from orchzip.runtime.wallaroo_versions import anomaly_column as column_of, resolve_version
         self.anomaly_column = anomaly_column or column_of(resolve_version())
         self._models, self._lock = {}, threading.Lock()
 
-    def get(self, pipeline):
-        from orchzip_shim.models import OnnxModel
-        path = pipeline["model_path"]
+    def get(self, pipeline, specs=None):
+        """The model of ``pipeline`` (a store row); ``specs``: its steps (default: its one model file)."""
+        from orchzip_shim.pipelines import local_pipeline
+        specs = specs or [{"name": pipeline["name"], "framework": "onnx", "path": pipeline["model_path"],
+                           "tensor_column": pipeline["tensor_column"]}]
         try:
-            key = (pipeline["name"], path, os.stat(path).st_mtime_ns, pipeline["tensor_column"])
-        except OSError:
-            raise ApiError(404, f"model file of pipeline {pipeline['name']!r} is missing: {path}") from None
+            key = tuple((s["framework"], s["path"], os.stat(s["path"]).st_mtime_ns, s.get("tensor_column"))
+                        for s in specs)
+        except OSError as err:
+            raise ApiError(404, f"model file of pipeline {pipeline['name']!r} is missing: {err.filename}") from None
         with self._lock:
             model = self._models.get(pipeline["name"])
             if model is None or model[0] != key:
-                model = (key, OnnxModel(path, name=pipeline["name"], tensor_column=pipeline["tensor_column"],
-                                        anomaly_column=self.anomaly_column))
+                if model is not None:
+                    model[1].close()
+                model = (key, local_pipeline(pipeline["name"], {"steps": specs}, self.anomaly_column))
                 self._models[pipeline["name"]] = model
             return model[1]
+
+    def close(self):
+        with self._lock:
+            for _, model in self._models.values():
+                model.close()
+            self._models.clear()
 
 
 def _pipeline(store, deployment, pipeline_name):
@@ -158,14 +168,19 @@ def _infer(ctx, deployment, pipeline_name, kind, raw):
     table, kind = _read_table(kind, raw)
     if table.num_rows == 0:
         raise ApiError(400, "body holds no rows to infer")
-    model = ctx.models.get(pipeline)
+    from orchzip.runtime.registry import pipeline_specs
+    specs = pipeline_specs(ctx.store, pipeline)
+    try:
+        model = ctx.models.get(pipeline, specs)
+    except OrchzipError as err:  # a step's model or its environment cannot load
+        raise ApiError(400, str(err)) from None
     started = time.perf_counter_ns()
     try:
         batch = model.infer_batch(table.combine_chunks().to_batches()[0])
     except OrchzipError as err:
         raise ApiError(400, str(err)) from None
     elapsed = time.perf_counter_ns() - started
-    return batch, kind, {"pipeline": pipeline, "elapsed": elapsed}
+    return batch, kind, {"pipeline": pipeline, "last_model": specs[-1], "elapsed": elapsed}
 
 
 def _arrow_bytes(batch):
@@ -176,8 +191,9 @@ def _arrow_bytes(batch):
 
 
 def _metadata(info):
-    pipeline = info["pipeline"]
-    return {"last_model": json.dumps({"model_name": os.path.basename(pipeline["model_path"]), "model_sha": ""}),
+    last = info["last_model"]  # as Wallaroo says which model answered: the last step's
+    name = last["name"] if last.get("version") else os.path.basename(last["path"])
+    return {"last_model": json.dumps({"model_name": name, "model_sha": last.get("sha256") or ""}),
             "pipeline_version": "", "elapsed": [info["elapsed"]], "dropped": [], "partition": "local"}
 
 

@@ -121,8 +121,8 @@ class TaskContext:
         def resolve_pipeline(name):
             if name not in pipelines:
                 raise UnknownPipeline.from_args(name, pipelines)
-            from .models import local_model
-            return local_model(name, pipelines[name], data.get("anomaly_column"))
+            from .pipelines import local_pipeline
+            return local_pipeline(name, pipelines[name], data.get("anomaly_column"))
 
         return cls(data.get("args", {}), resolve_connection, resolve_pipeline, "local")
 

@@ -12,7 +12,6 @@ import os
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from .errors import BadInput, MissingDependency, ModelError
 
@@ -23,7 +22,10 @@ DEFAULT_ANOMALY_COLUMN = "anomaly.count"  # current Wallaroo releases
 
 
 def local_model(name, entry, anomaly_column=None):
-    """The model of a local pipeline from its entry in the task context."""
+    """The model of a one-file ONNX pipeline from its entry in the task context.
+
+    Pipelines of registered steps go through ``pipelines.local_pipeline``.
+    """
     return OnnxModel(entry["model"], name=name, tensor_column=entry.get("tensor_column"),
                      anomaly_column=anomaly_column)
 
@@ -38,13 +40,41 @@ def wallaroo_result(batch, outputs, anomaly_column=DEFAULT_ANOMALY_COLUMN):
     :param anomaly_column: the name of the per-row count of failed checks in the targeted release.
     """
     n = batch.num_rows
-    columns = {"time": pa.array(np.full(n, np.datetime64(_now_ms(), "ms")), pa.timestamp("ms"))}
+    now = np.full(n, np.datetime64(_now_ms(), "ms")).view(np.int64)
+    columns = {"time": _from_numpy(now, pa.timestamp("ms"))}
     for name, column in zip(batch.schema.names, batch.columns):
         columns[f"in.{name}"] = column
     for name, array in outputs.items():
         columns[f"out.{name}"] = array
-    columns[anomaly_column] = pa.array(np.zeros(n, dtype=np.int64))
+    columns[anomaly_column] = _from_numpy(np.zeros(n, dtype=np.int64), pa.int64())
     return pa.RecordBatch.from_pydict(columns)
+
+
+def _from_numpy(values, typ=None):
+    """A 1-d numpy array of fixed-width numbers as an Arrow array over the same memory.
+
+    ``pa.array(ndarray)`` would do the same but, in the pyarrow releases Wallaroo pins, imports
+    pandas on its first call (0.25 s of every run).
+    """
+    values = np.ascontiguousarray(values)
+    if typ is None:
+        if values.dtype.kind not in "iuf" or not values.dtype.isnative:  # bools are bits in Arrow
+            return pa.array(values)
+        typ = pa.from_numpy_dtype(values.dtype)
+    return pa.Array.from_buffers(typ, len(values), [None, pa.py_buffer(values)])
+
+
+def _to_numpy(array):
+    """A null-free Arrow array as numpy: a view of its buffer when it holds fixed-width numbers.
+
+    Not ``array.to_numpy()``, which imports pandas in the pyarrow releases Wallaroo pins.
+    """
+    typ = array.type
+    if (pa.types.is_integer(typ) or pa.types.is_floating(typ)) and not array.null_count:
+        kind = "float" if pa.types.is_floating(typ) else "int" if pa.types.is_signed_integer(typ) else "uint"
+        dtype = np.dtype(f"{kind}{typ.bit_width}")
+        return np.frombuffer(array.buffers()[1], dtype=dtype)[array.offset:array.offset + len(array)]
+    return array.to_numpy(zero_copy_only=False)
 
 
 def _list_per_row(values):
@@ -53,8 +83,8 @@ def _list_per_row(values):
     n = values.shape[0]
     flat = np.ascontiguousarray(values.reshape(n, -1))
     width = flat.shape[1]
-    offsets = pa.array(np.arange(0, n * width + 1, width, dtype=np.int32))
-    return pa.ListArray.from_arrays(offsets, pa.array(flat.reshape(-1)))
+    offsets = _from_numpy(np.arange(0, n * width + 1, width, dtype=np.int32))
+    return pa.ListArray.from_arrays(offsets, _from_numpy(flat.reshape(-1)))
 
 
 class OnnxModel:
@@ -109,13 +139,19 @@ class OnnxModel:
 
     def infer_batch(self, batch, row_offset=0):
         """Run the model on ``batch``; ``row_offset`` numbers rows in error messages."""
+        return wallaroo_result(batch, self._outputs(batch, row_offset), self.anomaly_column)
+
+    def process(self, batch, row_offset=0):
+        """The model's outputs for ``batch`` as a batch of plain-named columns (a pipeline step)."""
+        return pa.RecordBatch.from_pydict(self._outputs(batch, row_offset))
+
+    def _outputs(self, batch, row_offset):
         features = self._features(batch, row_offset)
         try:
             results = self._session.run(self.output_names, {self.input_name: features})
         except Exception as err:
             raise ModelError(f"model {self.name!r} failed on rows {row_offset}..{row_offset + batch.num_rows - 1}: {err}") from None
-        outputs = {n: _list_per_row(r) for n, r in zip(self.output_names, results)}
-        return wallaroo_result(batch, outputs, self.anomaly_column)
+        return {n: _list_per_row(r) for n, r in zip(self.output_names, results)}
 
     def close(self):
         self._session = None
@@ -153,7 +189,9 @@ class OnnxModel:
 def tensor_to_numpy(column, column_name, width, row_offset, model_name):
     """A list column (list, large_list or fixed_size_list of numbers) as float32 [N, width].
 
-    The values are taken from Arrow's flat buffer without a Python object per value.
+    The values are taken from Arrow's flat buffer without a Python object per value, and the
+    row lengths from its offsets with numpy: ``pyarrow.compute`` would import pandas (0.25 s
+    of every run) on its first call.
     """
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
@@ -164,9 +202,12 @@ def tensor_to_numpy(column, column_name, width, row_offset, model_name):
         )
     n = len(column)
     if column.null_count:
-        first = pc.index(pc.is_null(column), True).as_py()
+        first = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
         raise BadInput(f"row {row_offset + first} has no value in column {column_name!r}")
-    lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
+    if pa.types.is_fixed_size_list(typ):
+        lengths = np.full(n, typ.list_size)
+    else:
+        lengths = np.diff(_to_numpy(column.offsets))
     expected = width if width is not None else (int(lengths[0]) if n else 0)
     bad = np.flatnonzero(lengths != expected)
     if bad.size:
@@ -178,7 +219,7 @@ def tensor_to_numpy(column, column_name, width, row_offset, model_name):
     values = column.flatten()
     if values.null_count:
         raise BadInput(f"column {column_name!r} holds null values inside its lists")
-    flat = values.to_numpy(zero_copy_only=False)
+    flat = _to_numpy(values)
     return flat.astype(np.float32, copy=False).reshape(n, expected)
 
 

@@ -104,6 +104,8 @@ class LocalState:
         self.current_workspace = None
         for name, entry in (context.get("connections") or {}).items():
             self.connection_workspaces[name] = set(entry.get("workspace_names") or [])
+        for spec in context.get("models") or ():
+            self.models.setdefault(spec["name"], []).append(self._add_known_model(spec))
         for name, entry in sorted((context.get("pipelines") or {}).items()):
             self._add_known_pipeline(name, entry)
 
@@ -132,14 +134,30 @@ class LocalState:
     def current(self):
         return self.current_workspace or self.default_workspace
 
-    def _add_known_pipeline(self, name, entry):
+    def _add_known_model(self, spec):
         from .model import Model
-        path = entry["model"]
-        model = Model(os.path.splitext(os.path.basename(path))[0], path, self.next_id("model"),
-                      tensor_column=entry.get("tensor_column"))
+        model = Model(spec["name"], spec["path"], self.next_id("model"), tensor_column=spec.get("tensor_column"),
+                      version=spec.get("version") or "1", spec=spec)
+        model.workspace_id = (self.workspace_of(spec.get("workspace")) or self.default_workspace)["id"]
+        return model
+
+    def _add_known_pipeline(self, name, entry):
+        steps = entry.get("steps") or [{"name": os.path.splitext(os.path.basename(entry["model"]))[0],
+                                        "path": entry["model"], "framework": "onnx",
+                                        "tensor_column": entry.get("tensor_column")}]
         workspace = self.workspace_of(entry.get("workspace")) or self.default_workspace
-        model.workspace_id = workspace["id"]
-        self.new_pipeline(name, [model], deployed=True, workspace=workspace)
+        models = [self._registered(spec) or self._add_known_model(dict(spec, workspace=entry.get("workspace")))
+                  for spec in steps]
+        self.new_pipeline(name, models, deployed=True, workspace=workspace)
+
+    def _registered(self, spec):
+        """The registered model version a step spec names (as wl.get_model gives it), if any."""
+        for model in self.models.get(spec.get("name"), ()):
+            if spec.get("version") and model.version() == str(spec["version"]) and model.path == spec["path"]:
+                if spec.get("tensor_column") != model.tensor_column:
+                    return None  # the pipeline's own input column: a model of its own
+                return model
+        return None
 
     def new_pipeline(self, name, steps, deployed, workspace):
         record = {"id": self.next_id("pipeline"), "name": name, "steps": steps, "deployed": deployed,
@@ -150,15 +168,19 @@ class LocalState:
     def pipelines_in(self, workspace):
         return [r for r in self.pipelines.values() if r["workspace"]["id"] == workspace["id"]]
 
-    def model_runner(self, path, tensor_column):
-        """The shim's ONNX model for ``path``, loaded once per process."""
-        key = (path, tensor_column)
+    def runner(self, pipeline_name, steps):
+        """The shim's model of a pipeline's steps (Model objects), loaded once per process and steps."""
+        specs = [m.spec() for m in steps]
+        key = tuple((s["framework"], s["path"], s.get("tensor_column")) for s in specs)
         if key not in self._model_runners:
-            from orchzip_shim.models import OnnxModel
-            name = os.path.splitext(os.path.basename(path))[0]
-            self._model_runners[key] = OnnxModel(path, name=name, tensor_column=tensor_column,
-                                                 anomaly_column=self.anomaly_column)
+            from orchzip_shim.pipelines import local_pipeline
+            self._model_runners[key] = local_pipeline(pipeline_name, {"steps": specs}, self.anomaly_column)
         return self._model_runners[key]
+
+    def close_runners(self):
+        for runner in self._model_runners.values():
+            runner.close()
+        self._model_runners.clear()
 
 
 _STATE = None

@@ -164,13 +164,16 @@ class Client(LocalSurface):
 
     # -- models -------------------------------------------------------------------------
     def upload_model(self, name, path, framework=None, input_schema=None, output_schema=None, **_ignored):
-        """A local ONNX model; ``path`` is relative to the task's working directory (the zip's root)."""
+        """A local model; ``path`` is relative to the task's working directory (the zip's root).
+
+        As on Wallaroo, each upload of ``name`` is its next version, and ``input_schema`` /
+        ``output_schema`` are ``pyarrow.Schema`` objects.
+        """
+        require_dns_name(name)
         path = os.path.abspath(os.fspath(path))
-        check_framework(framework, path)
-        if not os.path.isfile(path):
-            raise ConfigError(f"upload_model({name!r}): the model file {path} does not exist")
+        spec = check_framework(name, framework, path, input_schema, output_schema)
         versions = self._state.models.setdefault(name, [])
-        model = Model(name, path, self._state.next_id("model"), version=str(len(versions) + 1))
+        model = Model(name, path, self._state.next_id("model"), version=str(len(versions) + 1), spec=spec)
         model.workspace_id = self._state.current()["id"]
         versions.append(model)
         return model
@@ -184,7 +187,7 @@ class Client(LocalSurface):
                 f"Error: A model with the name {name} does not exist.",
                 f"no model {name!r} in workspace {self._state.current()['name']!r} "
                 f"(models: {', '.join(sorted({m.name() for m in models})) or 'none'}); upload it in the task "
-                f"with wl.upload_model, or create a pipeline of it: orchzip pipelines create PIPELINE --model FILE.onnx",
+                f"with wl.upload_model, or register it before the run: orchzip models upload {name} FILE",
             )
         if version is None:
             return named[-1]

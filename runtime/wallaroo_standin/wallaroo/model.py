@@ -1,6 +1,9 @@
 """Models: local ONNX files, uploaded by name for the task's process or taken from a pipeline."""
 
+import base64
 import os
+
+from orchzip_shim.errors import ConfigError
 
 from ._local import LocalSurface, NotAvailableLocally
 from .framework import Framework
@@ -9,16 +12,21 @@ __all__ = ["Model", "ModelVersion"]
 
 
 class Model(LocalSurface):
-    """A model version: a name and a local .onnx file (``path``)."""
+    """A model version: a name, a version and the model's local file (``path``).
+
+    ``spec()`` is the model spec the shim runs (see orchzip_shim.pipelines): framework,
+    path, schemas, and for non-ONNX models the python of the model's own environment.
+    """
 
     _surface_name = "wallaroo.Model"
 
-    def __init__(self, name, path, id, tensor_column=None, version="1"):
+    def __init__(self, name, path, id, tensor_column=None, version="1", spec=None):
         self._name = name
         self.path = path
         self._id = id
         self.tensor_column = tensor_column
-        self._version = version
+        self._version = str(version)
+        self._spec = dict(spec or {"framework": "onnx"})
 
     def name(self):
         return self._name
@@ -30,13 +38,24 @@ class Model(LocalSurface):
         return self._version
 
     def framework(self):
-        return Framework.ONNX
+        return Framework(self._spec.get("framework") or "onnx")
+
+    def spec(self):
+        return dict(self._spec, name=self._name, version=self._version, path=self.path,
+                    tensor_column=self.tensor_column if self._spec.get("framework", "onnx") == "onnx" else None)
 
     def configure(self, runtime=None, tensor_fields=None, **_ignored):
         """Accepted as on Wallaroo; ``tensor_fields=[column]`` names the model's input column."""
         if tensor_fields:
             self.tensor_column = list(tensor_fields)[0]
         return self
+
+    def __eq__(self, other):
+        return isinstance(other, Model) and (other._name, other._version, other.path) == (
+            self._name, self._version, self.path)
+
+    def __hash__(self):
+        return hash((self._name, self._version))
 
     def __repr__(self):
         return f"Model(name={self._name!r}, version={self._version!r}, file={os.path.basename(self.path)!r})"
@@ -45,14 +64,30 @@ class Model(LocalSurface):
 ModelVersion = Model
 
 
-def check_framework(framework, path):
+def check_framework(name, framework, path, input_schema=None, output_schema=None):
+    """The spec fields of a model uploaded in the task (see ``Model.spec``), or one line why not."""
     value = getattr(framework, "value", framework)
-    if value is None and path.lower().endswith(".onnx"):
-        return
-    if value is not None and str(value).lower() == Framework.ONNX.value:
-        return
+    value = str(value).lower() if value is not None else ("onnx" if path.lower().endswith(".onnx") else None)
+    schemas = {"input_schema": _encoded(input_schema, "input_schema"),
+               "output_schema": _encoded(output_schema, "output_schema")}
+    if value == Framework.ONNX.value:
+        if not os.path.exists(path):
+            raise ConfigError(f"upload_model({name!r}): the model file {path} does not exist")
+        if not os.path.isfile(path):
+            raise ConfigError(f"upload_model({name!r}): an ONNX model is a file, and {path} is not one")
+        return {"framework": "onnx", **schemas}
     raise NotAvailableLocally(
         f"wallaroo.Client.upload_model with framework {value or 'unknown'} for {path} is not "
         f"available in an orchzip local run (local pipelines run ONNX models: "
         f"framework=Framework.ONNX and a .onnx file)"
     )
+
+
+def _encoded(schema, what):
+    """A ``pyarrow.Schema`` as the model spec carries it (base64 of its IPC form)."""
+    if schema is None:
+        return None
+    import pyarrow as pa
+    if not isinstance(schema, pa.Schema):
+        raise TypeError(f"{what} must be a pyarrow.Schema, not {type(schema).__name__}")
+    return base64.b64encode(schema.serialize().to_pybytes()).decode("ascii")

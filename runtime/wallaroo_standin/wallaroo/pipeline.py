@@ -1,4 +1,8 @@
-"""Pipelines backed by local ONNX models, inferred by the shim in the task's own process.
+"""Pipelines of local model steps, inferred by the shim in the task's own process.
+
+Steps chain as on Wallaroo: each step's outputs are the next step's inputs (see
+orchzip_shim.pipelines); ONNX steps run in the task's process, other frameworks in worker
+processes of their own environments.
 
 A pipeline of orchzip's state (``orchzip pipelines create``) starts deployed, as the
 tutorials' notebooks deploy a pipeline before its orchestration runs; ``deploy()`` and
@@ -9,8 +13,10 @@ Wallaroo release (the check count is ``anomaly.count`` or, for 2023 releases,
 """
 
 import asyncio
+import threading
 
 import pyarrow as pa
+from orchzip_shim.errors import BadInput
 
 from ._local import InferenceError, LocalSurface, NotAvailableLocally, not_deployed, state
 from .object import DeploymentError
@@ -76,18 +82,14 @@ class Pipeline(LocalSurface):
 
     # -- deployment ---------------------------------------------------------------------
     def deploy(self, pipeline_name=None, deployment_config=None, wait_for_status=True):
+        """Load the pipeline's steps now, as a deployment does; inference then runs through them in order."""
         steps = self._record["steps"]
         if not steps:
             raise DeploymentError(
                 f"pipeline {self.name()!r} has no model step to deploy; add one with "
                 f"pipeline.add_model_step(model) first"
             )
-        if len(steps) > 1:
-            raise NotAvailableLocally(
-                f"wallaroo.Pipeline.deploy of a pipeline with {len(steps)} steps is not available "
-                f"in an orchzip local run (local pipelines run one model step)"
-            )
-        state().model_runner(steps[0].path, steps[0].tensor_column)  # load it now, as deploy does
+        state().runner(self.name(), steps)
         self._record["deployed"] = True
         self._record["deployment_config"] = deployment_config
         return self
@@ -100,8 +102,8 @@ class Pipeline(LocalSurface):
     def infer(self, tensor, timeout=None, dataset=None, dataset_exclude=None, dataset_separator=None):
         """Infer a pandas DataFrame or a pyarrow Table; the result is of the same kind.
 
-        Its columns are Wallaroo's: ``time``, ``in.<column>``, ``out.<output>`` (a list per
-        row) and the check count as the targeted release names it.
+        Its columns are Wallaroo's: ``time``, ``in.<column>``, ``out.<output>`` of the last step
+        (a list per row) and the check count as the targeted release names it.
         """
         model = self._model("infer")
         table, as_pandas = _as_table(tensor)
@@ -115,33 +117,45 @@ class Pipeline(LocalSurface):
         The result is one DataFrame (or Arrow table, for a table) of all rows in order. When some
         batches fail, their rows are empty and an ``error`` column says why (``""`` for rows that
         succeeded); when every batch fails, the result is only the ``error`` column, one row per
-        batch. ``timeout`` bounds each batch (default 15 s); ``retries`` is accepted, as there is
-        no network to retry locally.
+        batch. ``timeout`` bounds each batch (default 15 s); a batch that fails is tried again up
+        to ``retries`` times (rows a model refuses are not). Up to ``num_parallel`` batches run at
+        once: ONNX steps in threads of this process, other steps each in their own worker process
+        per parallel lane.
         """
         import pandas as pd
         if tensor is None or not isinstance(tensor, (pd.DataFrame, pa.Table)):
             raise ValueError("tensor must be a pandas DataFrame or a pyarrow Table")
         if batch_size is None or batch_size == 0:
             raise ValueError("batch_size must be a positive integer and cannot be None or 0")
-        model = self._model("parallel_infer")
+        self._model("parallel_infer")
         table, as_pandas = _as_table(tensor)
         batches = table.to_batches(max_chunksize=batch_size)
-        limit = asyncio.Semaphore(num_parallel or 1)
+        lanes = max(1, int(num_parallel or 1))
+        runners = _Lanes(self.name(), self._record["steps"], lanes)
+        limit = asyncio.Semaphore(lanes)
         seconds = PARALLEL_TIMEOUT if timeout is None else timeout
 
         async def one(batch):
             async with limit:
-                call = asyncio.to_thread(_infer_table, model, pa.Table.from_batches([batch]))
-                return await asyncio.wait_for(call, seconds)
+                for attempt in range(max(0, int(retries or 0)) + 1):
+                    try:
+                        return await asyncio.wait_for(asyncio.to_thread(runners.infer, batch), seconds)
+                    except BadInput:
+                        raise
+                    except Exception:
+                        if attempt >= max(0, int(retries or 0)):
+                            raise
 
-        results = await asyncio.gather(*(one(b) for b in batches), return_exceptions=True)
+        try:
+            results = await asyncio.gather(*(one(b) for b in batches), return_exceptions=True)
+        finally:
+            runners.close()
         return _joined(results, [b.num_rows for b in batches], as_pandas)
 
     def _model(self, call):
         if not self._record["deployed"]:
             raise not_deployed(self.name(), call)
-        step = self._record["steps"][0]
-        return state().model_runner(step.path, step.tensor_column)
+        return state().runner(self.name(), self._record["steps"])
 
     def infer_from_file(self, filename, data_format=None, timeout=None, **_ignored):
         """Infer an Arrow IPC file (``.arrow``; result: a Table) or pandas-records JSON (a DataFrame)."""
@@ -158,6 +172,44 @@ class Pipeline(LocalSurface):
                 f"status={self.status()['status']!r}, local=True)")
 
     __str__ = __repr__
+
+
+class _Lanes:
+    """Runners of a pipeline for parallel_infer: ONNX-only pipelines share the deployed one
+    (onnxruntime sessions are thread-safe); pipelines with worker steps get one runner, each
+    with its own worker processes, per parallel lane, made when a lane first needs one."""
+
+    def __init__(self, name, steps, size):
+        self._name, self._steps = name, list(steps)
+        self._shared = all(m.spec().get("framework", "onnx") == "onnx" for m in self._steps)
+        self._free, self._made, self._size = [], [], size
+        self._lock = threading.Lock()
+
+    def infer(self, batch):
+        if self._shared:
+            return _infer_table(state().runner(self._name, self._steps), pa.Table.from_batches([batch]))
+        runner = self._take()
+        try:
+            return _infer_table(runner, pa.Table.from_batches([batch]))
+        finally:
+            with self._lock:  # back only when its work ended, even after a timeout
+                self._free.append(runner)
+
+    def _take(self):
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+        from orchzip_shim.pipelines import local_pipeline
+        runner = local_pipeline(self._name, {"steps": [m.spec() for m in self._steps]}, state().anomaly_column)
+        with self._lock:
+            self._made.append(runner)
+        return runner
+
+    def close(self):
+        with self._lock:
+            made, self._made, self._free = self._made, [], []
+        for runner in made:
+            runner.close()
 
 
 def _checked_model(model_version):

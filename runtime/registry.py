@@ -1,0 +1,250 @@
+"""Models registered by name with versions, and the steps of pipelines made of them.
+
+``orchzip models upload NAME FILE`` checks the model at the door (an ONNX file must load;
+other frameworks go through ``model_frameworks.check_upload``), copies it under the state
+directory (``models/NAME/VERSION/``) and records it as the next integer version of NAME.
+Tasks and ``orchzip serve`` only ever read that stored copy, so changing or deleting the
+user's file later changes nothing.
+
+What travels to a task or to serve is a *model spec*, one dict per step (see
+:func:`model_spec`); a pipeline is a list of them (:func:`pipeline_specs`). Pipelines made
+with ``--model FILE`` before registered models existed are one ONNX step read from that file.
+"""
+
+import hashlib
+import os
+import re
+import shutil
+import sqlite3
+
+from orchzip.errors import ConfigError
+from orchzip.runtime.store import AlreadyExists, NotFound, check_model_file, utcnow
+
+__all__ = ["FRAMEWORKS", "upload_model", "list_models", "get_model", "delete_model", "resolve_step",
+           "model_spec", "pipeline_specs", "create_pipeline", "pipelines_using", "steps_of"]
+
+FRAMEWORKS = ("onnx", "python", "custom", "sklearn", "xgboost")
+# Wallaroo's rule for model names (the SDK checks it at upload): DNS-compatible.
+_NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9-]*[a-zA-Z0-9]$|^[a-zA-Z]$")
+_MODEL_SELECT = ("SELECT m.*, w.name AS workspace_name FROM models m "
+                 "LEFT JOIN workspaces w ON w.id = m.workspace_id")
+
+
+def _check_name(name):
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ConfigError(f"model name {name!r} must be DNS-compatible, as on Wallaroo: ASCII letters, digits "
+                          f"and dashes, starting with a letter (e.g. house-price-2)")
+
+
+def _check_framework(framework):
+    framework = str(getattr(framework, "value", framework) or "onnx").lower()
+    if framework not in FRAMEWORKS:
+        raise ConfigError(f"unknown framework {framework!r}; orchzip runs: {', '.join(FRAMEWORKS)}")
+    return framework
+
+
+def file_sha256(path):
+    """sha256 of a file, or of a folder's files as sorted (relative path, bytes) pairs."""
+    digest = hashlib.sha256()
+    if os.path.isfile(path):
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+        return digest.hexdigest()
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for file_name in sorted(files):
+            full = os.path.join(root, file_name)
+            digest.update(os.path.relpath(full, path).replace(os.sep, "/").encode() + b"\0")
+            with open(full, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _source(path):
+    path = os.path.abspath(os.path.expanduser(os.fspath(path)))
+    if not os.path.exists(path):
+        raise ConfigError(f"model file {path} does not exist; give the path of the model to upload")
+    return path
+
+
+def _frameworks_checker(framework):
+    """``check_upload`` of the non-ONNX frameworks, or one line saying they are not here."""
+    try:
+        from orchzip.runtime.model_frameworks import check_upload
+    except ImportError:
+        raise ConfigError(f"framework {framework!r} models cannot run in this orchzip yet (ONNX models can); "
+                          f"upload an .onnx file with --framework onnx") from None
+    return check_upload
+
+
+def upload_model(store, name, path, framework="onnx", input_schema=None, output_schema=None,
+                 requirements=None, workspace=None, tensor_column=None, on_progress=None):
+    """Check a model, store a copy of it as the next version of ``name``; returns its row.
+
+    :param framework: one of :data:`FRAMEWORKS` (default onnx).
+    :param input_schema: a ``pyarrow.Schema`` or its JSON form (see ``model_schemas``);
+        required where Wallaroo requires it (the frameworks' check says so).
+    :param requirements: a requirements.txt for the model's own environment (non-ONNX).
+    :param workspace: the name of the workspace the model is in (default: none).
+    :param on_progress: called with one line of text while a model environment builds.
+    """
+    from orchzip.runtime.model_schemas import coerce_schema, encode_schema
+    _check_name(name)
+    framework = _check_framework(framework)
+    source = _source(path)
+    workspace_id = store.get_workspace(workspace)["id"] if workspace else None
+    schemas = (coerce_schema(input_schema, "--input-schema"), coerce_schema(output_schema, "--output-schema"))
+    if requirements is not None and not os.path.isfile(requirements):
+        raise ConfigError(f"--requirements {requirements}: no such file")
+    if framework == "onnx":
+        check_model_file(source, name)
+    version = _next_version(store, name)
+    stored = _store_copy(store, name, version, source)
+    fields = {}
+    try:
+        if framework != "onnx":
+            fields = _frameworks_checker(framework)(
+                name, framework, stored, input_schema=schemas[0], output_schema=schemas[1],
+                requirements=requirements, on_progress=on_progress) or {}
+        row = dict(name=name, version=version, framework=framework, path=stored, sha256=file_sha256(stored),
+                   input_schema=fields.get("input_schema") or encode_schema(schemas[0]),
+                   output_schema=fields.get("output_schema") or encode_schema(schemas[1]),
+                   tensor_column=tensor_column, python=fields.get("python"),
+                   requirements=_read_text(requirements), source_path=source, workspace_id=workspace_id,
+                   created_at=utcnow())
+        with store.transaction() as db:
+            db.execute(f"INSERT INTO models({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                       tuple(row.values()))
+    except BaseException as err:
+        shutil.rmtree(os.path.dirname(stored), ignore_errors=True)
+        if isinstance(err, sqlite3.IntegrityError):
+            raise AlreadyExists(f"model {name!r} version {version} was uploaded at the same time; "
+                                f"upload again") from None
+        raise
+    return get_model(store, name, version)
+
+
+def _read_text(path):
+    if path is None:
+        return None
+    with open(path, encoding="utf-8") as fh:
+        return fh.read(1 << 20)
+
+
+def _next_version(store, name):
+    rows = store.select("SELECT MAX(version) AS v FROM models WHERE name = ?", (name,))
+    return (rows[0]["v"] or 0) + 1
+
+
+def _store_copy(store, name, version, source):
+    """Copy the model (file or folder) to ``models/NAME/VERSION/`` under the state directory."""
+    folder = os.path.join(store.dir_for("models", name), str(version))
+    if os.path.exists(folder):  # left by an upload that died before its record was written
+        shutil.rmtree(folder)
+    os.makedirs(folder, mode=0o700)
+    target = os.path.join(folder, os.path.basename(source.rstrip(os.sep)))
+    try:
+        if os.path.isdir(source):
+            shutil.copytree(source, target, symlinks=False)
+        else:
+            shutil.copyfile(source, target)
+    except OSError as err:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise ConfigError(f"cannot copy model {source} into the state ({err.strerror or err})") from None
+    return target
+
+
+def list_models(store, name=None):
+    if name is None:
+        return store.select(f"{_MODEL_SELECT} ORDER BY m.name, m.version")
+    return store.select(f"{_MODEL_SELECT} WHERE m.name = ? ORDER BY m.version", (name,))
+
+
+def get_model(store, name, version=None):
+    """Version ``version`` of model ``name`` (default: its newest)."""
+    versions = list_models(store, name)
+    if not versions:
+        known = ", ".join(sorted({m["name"] for m in list_models(store)})) or "none"
+        raise NotFound(f"unknown model {name!r} (known: {known}); upload it with: "
+                       f"orchzip models upload {name} FILE")
+    if version is None:
+        return versions[-1]
+    for row in versions:
+        if str(row["version"]) == str(version):
+            return row
+    raise NotFound(f"model {name!r} has no version {version} (versions: "
+                   f"{', '.join(str(r['version']) for r in versions)})")
+
+
+def resolve_step(store, ref):
+    """The model row named by a step reference ``NAME`` (newest version) or ``NAME:VERSION``."""
+    name, _, version = str(ref).partition(":")
+    if not name:
+        raise ConfigError(f"step {ref!r} names no model; write --step MODEL or --step MODEL:VERSION")
+    if version and not version.isdigit():
+        raise ConfigError(f"step {ref!r}: the version after ':' must be a number, e.g. {name}:2")
+    return get_model(store, name, version or None)
+
+
+def pipelines_using(store, model_ids):
+    """Names of the pipelines that have a step of any of ``model_ids``."""
+    if not model_ids:
+        return []
+    marks = ", ".join("?" * len(model_ids))
+    rows = store.select(f"SELECT DISTINCT p.name FROM pipelines p JOIN pipeline_steps s ON s.pipeline_id = p.id "
+                        f"WHERE s.model_id IN ({marks}) ORDER BY p.name", tuple(model_ids))
+    return [r["name"] for r in rows]
+
+
+def delete_model(store, name, version=None):
+    """Delete one version of a model, or all of them; refused while a pipeline uses one.
+
+    Returns the deleted rows.
+    """
+    rows = [get_model(store, name, version)] if version is not None else list_models(store, name)
+    if not rows:
+        get_model(store, name)  # raises the unknown-model error
+    users = pipelines_using(store, [r["id"] for r in rows])
+    if users:
+        what = f"{name}:{version}" if version is not None else name
+        raise ConfigError(f"model {what} is a step of pipeline(s) {', '.join(users)}; delete them first "
+                          f"(orchzip pipelines delete {users[0]}) or create them again without it")
+    with store.transaction() as db:
+        db.executemany("DELETE FROM models WHERE id = ?", [(r["id"],) for r in rows])
+    for row in rows:
+        shutil.rmtree(os.path.dirname(row["path"]), ignore_errors=True)
+    return rows
+
+
+def model_spec(row, tensor_column=None):
+    """The spec of a model version that tasks and serve run (the shared form of a step)."""
+    return {"name": row["name"], "version": str(row["version"]), "framework": row["framework"],
+            "path": row["path"], "sha256": row["sha256"],
+            "tensor_column": (tensor_column or row["tensor_column"]) if row["framework"] == "onnx" else None,
+            "input_schema": row["input_schema"], "output_schema": row["output_schema"], "python": row["python"]}
+
+
+def steps_of(store, pipeline):
+    """The model rows of a pipeline's steps, in order ([] for a pipeline of one model file)."""
+    return store.select(f"{_MODEL_SELECT} JOIN pipeline_steps s ON s.model_id = m.id "
+                        f"WHERE s.pipeline_id = ? ORDER BY s.position", (pipeline["id"],))
+
+
+def pipeline_specs(store, pipeline):
+    """The specs of a pipeline's steps; a pipeline's ``tensor_column`` applies to its first step."""
+    rows = steps_of(store, pipeline)
+    if not rows:
+        path = pipeline["model_path"]
+        return [{"name": os.path.splitext(os.path.basename(path))[0], "version": None, "framework": "onnx",
+                 "path": path, "sha256": None, "tensor_column": pipeline["tensor_column"],
+                 "input_schema": None, "output_schema": None, "python": None}]
+    return [model_spec(row, pipeline["tensor_column"] if i == 0 else None) for i, row in enumerate(rows)]
+
+
+def create_pipeline(store, name, steps, tensor_column=None, replace=False, workspace_id=None):
+    """Create pipeline ``name`` of registered model versions (``NAME`` or ``NAME:VERSION`` each)."""
+    rows = [resolve_step(store, ref) for ref in steps]
+    return store.create_pipeline(name, tensor_column=tensor_column, replace=replace, workspace_id=workspace_id,
+                                 steps=rows)

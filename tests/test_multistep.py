@@ -1,0 +1,164 @@
+"""Pipelines of several model steps: each step's outputs feed the next, the result keeps Wallaroo's shape."""
+
+import json
+import os
+
+import duckdb
+import numpy as np
+import onnxruntime as ort
+import pyarrow as pa
+import pytest
+
+from conftest import REPO, RF_MODEL, XTEST_1K, reference_rows
+from orchzip_shim.errors import BadInput, ModelError
+from orchzip_shim.models import OnnxModel, wallaroo_result
+from orchzip_shim.pipelines import PipelineModel, local_pipeline
+from support.onnx_models import scaling_model
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def houses(n=50):
+    rows = reference_rows()[:n]
+    return pa.RecordBatch.from_pydict({"tensor": pa.array([r["tensor"] for r in rows], pa.list_(pa.float64()))})
+
+
+def rf_predictions(batch):
+    x = np.array(batch.column(0).to_pylist(), dtype=np.float32)
+    return ort.InferenceSession(RF_MODEL).run(None, {"float_input": x})[0].ravel()
+
+
+def spec(name, path, version="1", **extra):
+    return {"name": name, "version": version, "framework": "onnx", "path": path, "sha256": None,
+            "tensor_column": None, "input_schema": None, "output_schema": None, "python": None, **extra}
+
+
+def test_two_onnx_steps_chain_and_keep_the_original_input(tmp_path):
+    scaler = scaling_model(tmp_path / "scale.onnx", 2.0, input_name="z", output_name="scaled")
+    batch = houses()
+    model = PipelineModel([spec("houseprice", RF_MODEL), spec("scaler", scaler)], name="p",
+                          anomaly_column="check_failures")
+    result = model.infer_batch(batch, row_offset=0)
+    assert result.schema.names == ["time", "in.tensor", "out.scaled", "check_failures"]
+    assert result.column("in.tensor").equals(batch.column(0))
+    scaled = np.array([v[0] for v in result.column("out.scaled").to_pylist()])
+    np.testing.assert_allclose(scaled, 2 * rf_predictions(batch), rtol=1e-6)
+    assert result.column("check_failures").to_pylist() == [0] * batch.num_rows
+    three = PipelineModel([spec("houseprice", RF_MODEL), spec("s", scaler), spec("s", scaler, "2")], name="p")
+    tripled = three.process(batch)
+    assert tripled.schema.names == ["scaled"]
+    np.testing.assert_allclose(np.array([v[0] for v in tripled.column(0).to_pylist()]), 4 * rf_predictions(batch),
+                               rtol=1e-6)
+    model.close()
+    three.close()
+
+
+def test_one_onnx_step_is_the_model_itself_with_the_same_results():
+    batch = houses(20)
+    single = local_pipeline("houses", {"steps": [spec("houseprice", RF_MODEL)]})
+    assert isinstance(single, OnnxModel)
+    legacy = local_pipeline("houses", {"model": RF_MODEL, "tensor_column": None})
+    result = single.infer_batch(batch)
+    assert result.schema == legacy.infer_batch(batch).schema
+    outputs = single.process(batch)
+    assert outputs.schema.names == ["variable"]
+    rebuilt = wallaroo_result(batch, {"variable": outputs.column(0)})
+    assert rebuilt.drop_columns(["time"]).equals(result.drop_columns(["time"]))
+
+
+def test_a_step_that_refuses_its_input_is_named(tmp_path):
+    wide = scaling_model(tmp_path / "wide.onnx", 2.0, width=3)
+    model = PipelineModel([spec("houseprice", RF_MODEL), spec("wide", wide, "4")], name="p")
+    with pytest.raises(BadInput, match=r"^pipeline 'p' step 2 \(wide:4\): row 0 of column 'x' has 1 values; "
+                                       r"model 'wide' expects 3$"):
+        model.infer_batch(houses(3))
+    with pytest.raises(ModelError, match="^model file .*missing.onnx of pipeline 'missing' does not exist"):
+        PipelineModel([spec("houseprice", RF_MODEL), spec("missing", str(tmp_path / "missing.onnx"))], name="p")
+
+
+@pytest.fixture
+def cli(orchzip_cli):
+    def run(*argv, **kwargs):
+        result = orchzip_cli(*argv, **kwargs)
+        assert result.code == 0, result
+        return result
+    return run
+
+
+def test_orchzip_run_infers_through_a_pipeline_of_registered_models(cli, tmp_path):
+    """The embedded orchestration, unchanged, through houseprice -> scaler (DuckDB in and out)."""
+    database = str(tmp_path / "houses.duckdb")
+    with duckdb.connect(database) as db:
+        db.execute("CREATE TABLE houses (tensor DOUBLE[])")
+        db.executemany("INSERT INTO houses VALUES (?)", [[r["tensor"]] for r in reference_rows()[:300]])
+    cli("connections", "create", "houses", "--type", "DUCKDB", "--details",
+        json.dumps({"path": database, "table": "houses"}))
+    cli("connections", "create", "results", "--type", "DUCKDB", "--details",
+        json.dumps({"path": database, "table": "results"}))
+    cli("models", "upload", "houseprice", RF_MODEL)
+    cli("models", "upload", "scaler", scaling_model(tmp_path / "s.onnx", 0.5))
+    cli("pipelines", "create", "halved", "--step", "houseprice", "--step", "scaler")
+    cli("build", os.path.join(REPO, "orchestrations", "houseprice_local"), "-o", str(tmp_path / "dist"))
+    cli("run", str(tmp_path / "dist" / "houseprice_local.zip"), "--no-env", "--arg", "input_connection=houses",
+        "--arg", "output_connection=results", "--arg", "pipeline=halved")
+    with duckdb.connect(database) as db:
+        columns = [r[0] for r in db.execute("DESCRIBE results").fetchall()]
+        halved = [r[0][0] for r in db.execute("SELECT out_scaled FROM results ORDER BY rowid").fetchall()]
+    assert columns == ["time", "in_tensor", "out_scaled", "anomaly_count"]
+    np.testing.assert_allclose(halved, 0.5 * rf_predictions(houses(300)), rtol=1e-6)
+
+
+def test_a_tutorial_style_orchestration_builds_changes_and_infers_a_multistep_pipeline(cli, tmp_path):
+    cli("models", "upload", "houseprice", RF_MODEL)
+    scale2 = scaling_model(tmp_path / "scale2.onnx", 2.0, input_name="variable")
+    scale3 = scaling_model(tmp_path / "scale3.onnx", 3.0)
+    cli("build", os.path.join(REPO, "tests", "fixtures", "wallaroo", "multistep_pipeline"), "-o", str(tmp_path))
+    done = cli("run", str(tmp_path / "multistep_pipeline.zip"), "--no-env", "--arg", f"houses={XTEST_1K}",
+               "--arg", f"scale2={scale2}", "--arg", f"scale3={scale3}")
+    lines = dict(line.split(": ", 1) for line in done.out.splitlines() if ": " in line)
+    report = {k: json.loads(v) for k, v in lines.items() if k in (
+        "versions", "steps", "columns", "doubled", "tripled", "one step", "parallel", "empty", "undeployed")}
+    predicted = [round(float(p), 2) for p in rf_predictions(houses(5))]
+    assert report["versions"] == ["1", "1", "2"]
+    assert report["steps"] == ["houseprice", "scaler"]
+    assert report["columns"] == ["time", "in.tensor", "out.scaled", "anomaly.count"]
+    np.testing.assert_allclose(report["doubled"], [2 * p for p in predicted], rtol=1e-6)
+    np.testing.assert_allclose(report["tripled"], [3 * p for p in predicted], rtol=1e-6)
+    assert report["one step"][0] == ["time", "in.tensor", "out.variable", "anomaly.count"]
+    np.testing.assert_allclose(report["one step"][1], predicted, rtol=1e-6)
+    assert report["parallel"] == report["doubled"]
+    assert report["empty"] == "Model failed to deploy"
+    assert report["undeployed"] == "Pipeline houseprice-scaled is not deployed"
+
+
+def test_serve_infers_through_a_multistep_pipeline(tmp_path):
+    import sys
+    sys.path.insert(0, os.path.join(REPO, "tests", "fixtures", "serve"))
+    from serve_helpers import Server, orchzip
+
+    state = tmp_path / "state"
+    orchzip(str(state), "models", "upload", "houseprice", RF_MODEL)
+    orchzip(str(state), "models", "upload", "scaler", scaling_model(tmp_path / "s.onnx", 2.0))
+    orchzip(str(state), "pipelines", "create", "scaled", "--step", "houseprice", "--step", "scaler")
+    server = Server(state, tmp_path / "serve.log", "--no-env").start()
+    try:
+        rows = reference_rows()[:20]
+        answer = server.post("/v1/api/pipelines/infer/scaled-1/scaled", data=json.dumps(rows),
+                             headers={**server.headers, "Content-Type": "application/json; format=pandas-records"})
+        assert answer.status_code == 200, answer.text
+        records = answer.json()
+        assert records[0]["in"] == {"tensor": rows[0]["tensor"]} and set(records[0]["out"]) == {"scaled"}
+        np.testing.assert_allclose([r["out"]["scaled"][0] for r in records], 2 * rf_predictions(houses(20)),
+                                   rtol=1e-5)
+        last = json.loads(records[0]["metadata"]["last_model"])
+        assert last["model_name"] == "scaler" and len(last["model_sha"]) == 64
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_file(sink, houses(5).schema) as writer:
+            writer.write_batch(houses(5))
+        arrow = server.post("/v1/api/pipelines/infer/scaled", data=sink.getvalue().to_pybytes(),
+                            headers={**server.headers, "Content-Type": "application/vnd.apache.arrow.file"})
+        assert arrow.status_code == 200, arrow.text
+        table = pa.ipc.open_file(pa.py_buffer(arrow.content)).read_all()
+        assert table.column_names == ["time", "in.tensor", "out.scaled", "anomaly.count"]
+    finally:
+        server.stop()

@@ -1,0 +1,235 @@
+"""scikit-learn and XGBoost models: native in their own environment, and converted to ONNX.
+
+The models are trained here, inside the framework's cached environment (scikit-learn 1.3.0
+and xgboost 1.7.4, as Wallaroo's runtime has them), then run through the loaders the worker
+uses and through the ONNX conversion; the converted model runs in orchzip's own onnxruntime.
+"""
+
+import json
+import os
+import pickle
+import subprocess
+import textwrap
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from orchzip.runtime import model_convert, tabular_frameworks
+from orchzip.runtime.tabular_frameworks import BadModelUpload, check_upload, serialize_schema
+from orchzip_shim.models import OnnxModel
+
+pytestmark = pytest.mark.timeout(900)
+
+TRAIN = textwrap.dedent("""
+    import json, pickle, sys
+    import joblib, numpy as np, xgboost
+    from sklearn.datasets import load_diabetes, load_iris
+    from sklearn.linear_model import LinearRegression, LogisticRegression
+    from sklearn.ensemble import RandomForestRegressor
+    out = sys.argv[1]
+    Xd, yd = load_diabetes(return_X_y=True)
+    Xi, yi = load_iris(return_X_y=True)
+    models = {
+        "linreg.pkl": LinearRegression().fit(Xd, yd),
+        "logreg.pkl": LogisticRegression(max_iter=1000).fit(Xi, yi),
+        "forest.joblib": RandomForestRegressor(n_estimators=5, max_depth=4, random_state=0).fit(Xd, yd),
+        "xgbreg.pkl": xgboost.XGBRegressor(n_estimators=20, max_depth=3).fit(Xd, yd),
+        "xgbclf.pkl": xgboost.XGBClassifier(n_estimators=20, max_depth=3).fit(Xi, yi),
+        "booster.pkl": xgboost.train({"objective": "binary:logistic", "max_depth": 3},
+                                     xgboost.DMatrix(Xi, label=(yi == 1)), 20),
+    }
+    expected = {}
+    for name, model in models.items():
+        rows = Xd[:16] if name in ("linreg.pkl", "forest.joblib", "xgbreg.pkl") else Xi[:16]
+        if isinstance(model, xgboost.Booster):
+            expected[name] = {"predict": model.predict(xgboost.DMatrix(rows)).tolist()}
+        else:
+            expected[name] = {"predict": model.predict(rows).tolist()}
+            if hasattr(model, "predict_proba"):
+                expected[name]["predict_proba"] = model.predict_proba(rows).tolist()
+        expected[name]["rows"] = rows.tolist()
+        if name.endswith(".joblib"):
+            joblib.dump(model, f"{out}/{name}")
+        else:
+            with open(f"{out}/{name}", "wb") as fh:
+                pickle.dump(model, fh)
+    models["xgbreg.pkl"].save_model(f"{out}/xgbreg.json")
+    json.dump(expected, open(f"{out}/expected.json", "w"))
+""")
+
+# Calls a loader as the worker does: the loaders package on sys.path, a dict of arrays in.
+RUN_LOADER = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    sys.path.insert(0, sys.argv[1])
+    spec = json.load(open(sys.argv[2]))
+    from importlib import import_module
+    model = import_module("loaders." + spec["framework"]).load(spec["path"], spec)
+    out = model({"inputs": np.asarray(spec["rows"])})
+    print(json.dumps({k: np.asarray(v).tolist() for k, v in out.items()}))
+""")
+
+
+def schema(*fields):
+    return pa.schema([pa.field(name, typ) for name, typ in fields])
+
+
+def floats(n):
+    return pa.list_(pa.float64(), n)
+
+
+CASES = {
+    # file: (framework, input schema, output schema)
+    "linreg.pkl": ("sklearn", schema(("inputs", floats(10))), schema(("predictions", pa.float64()))),
+    "forest.joblib": ("sklearn", schema(("inputs", floats(10))), schema(("predictions", pa.float64()))),
+    "logreg.pkl": ("sklearn", schema(("inputs", floats(4))),
+                   schema(("predictions", pa.int32()), ("probabilities", floats(3)))),
+    "xgbreg.pkl": ("xgboost", schema(("inputs", floats(10))), schema(("predictions", pa.float32()))),
+    "xgbclf.pkl": ("xgboost", schema(("inputs", floats(4))),
+                   schema(("predictions", pa.int64()), ("probabilities", pa.list_(pa.float32(), 3)))),
+    "booster.pkl": ("xgboost", schema(("inputs", floats(4))), schema(("probabilities", pa.float32()))),
+}
+
+
+@pytest.fixture(scope="module")
+def envs():
+    return {fw: tabular_frameworks.ensure_framework_env(fw) for fw in tabular_frameworks.FRAMEWORKS}
+
+
+@pytest.fixture(scope="module")
+def trained(envs, tmp_path_factory):
+    """The models, trained in the xgboost environment (it has scikit-learn too), and their answers."""
+    folder = tmp_path_factory.mktemp("models")
+    subprocess.run([envs["xgboost"], "-c", TRAIN, str(folder)], check=True, capture_output=True, timeout=300)
+    with open(folder / "expected.json") as fh:
+        return folder, json.load(fh)
+
+
+def run_loader(python, framework, path, rows, inputs, outputs, tmp_path):
+    spec = {"framework": framework, "path": str(path), "rows": rows,
+            "input_schema": serialize_schema(inputs), "output_schema": serialize_schema(outputs)}
+    job = tmp_path / "spec.json"
+    job.write_text(json.dumps(spec))
+    done = subprocess.run([python, "-c", RUN_LOADER, tabular_frameworks.LOADERS_PARENT, str(job)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def expected_outputs(answers, outputs):
+    """What Wallaroo names each output: predictions = predict, probabilities = predict_proba."""
+    result = {}
+    for field in outputs:
+        if field.name == "probabilities" and "predict_proba" in answers:
+            result[field.name] = np.asarray(answers["predict_proba"])
+        else:
+            result[field.name] = np.asarray(answers["predict"])
+    return result
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_loader_gives_what_the_model_predicts_named_as_the_output_schema(name, envs, trained, tmp_path):
+    folder, expected = trained
+    framework, inputs, outputs = CASES[name]
+    answers = expected[name]
+    got = run_loader(envs[framework], framework, folder / name, answers["rows"], inputs, outputs, tmp_path)
+    assert list(got) == outputs.names
+    for field, want in expected_outputs(answers, outputs).items():
+        np.testing.assert_allclose(np.asarray(got[field], dtype=np.float64), want, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_check_upload_loads_the_model_in_its_environment(name, envs, trained):
+    folder, _ = trained
+    framework, inputs, outputs = CASES[name]
+    fields = check_upload("m", framework, str(folder / name), inputs, outputs, python=envs[framework])
+    assert fields["framework"] == framework and fields["python"] == envs[framework]
+    assert pa.ipc.read_schema(pa.py_buffer(__import__("base64").b64decode(fields["input_schema"]))) == inputs
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_converted_model_agrees_with_the_native_one(name, trained, tmp_path):
+    folder, expected = trained
+    framework, inputs, outputs = CASES[name]
+    lines = []
+    out = tmp_path / "model.onnx"
+    result = model_convert.convert_to_onnx(framework, str(folder / name), inputs, str(out), lines.append,
+                                           output_schema=outputs)
+    assert result["tensor_column"] == "inputs" and result["outputs"] == outputs.names
+    assert any("largest difference" in line for line in lines)
+    # The converted model runs in orchzip's own ONNX step, fed from the input column.
+    rows = expected[name]["rows"]
+    batch = pa.record_batch([pa.array(rows, inputs.field("inputs").type)], names=["inputs"])
+    got = OnnxModel(str(out)).infer_batch(batch).to_pydict()
+    for field, want in expected_outputs(expected[name], outputs).items():
+        values = np.asarray(got[f"out.{field}"], dtype=np.float64).reshape(want.shape)
+        np.testing.assert_allclose(values, want, rtol=1e-4, atol=1e-4)
+
+
+def one_line_error(call):
+    with pytest.raises(BadModelUpload) as info:
+        call()
+    message = str(info.value)
+    assert "\n" not in message and "Traceback" not in message
+    return message
+
+
+def test_a_missing_schema_is_one_line_naming_it(trained):
+    folder, _ = trained
+    framework, inputs, outputs = CASES["linreg.pkl"]
+    message = one_line_error(lambda: check_upload("m", framework, str(folder / "linreg.pkl"), None, outputs))
+    assert "needs an input schema" in message and "pa.schema" in message
+    message = one_line_error(lambda: check_upload("m", framework, str(folder / "linreg.pkl"), inputs, None))
+    assert "needs an output schema" in message
+
+
+@pytest.mark.parametrize("file_name, framework, says", [
+    ("expected.json", "sklearn", "not a pickled scikit-learn model"),
+    ("xgbreg.json", "xgboost", "XGBoost's own save_model format, which Wallaroo does not take"),
+    ("linreg.pkl", "xgboost", "not an XGBoost model"),
+])
+def test_a_wrong_file_is_one_line(file_name, framework, says, envs, trained):
+    folder, _ = trained
+    _, inputs, outputs = CASES["linreg.pkl"]
+    message = one_line_error(lambda: check_upload("m", framework, str(folder / file_name), inputs, outputs,
+                                                  python=envs[framework]))
+    assert says in message
+
+
+@pytest.mark.parametrize("name, inputs, outputs, says", [
+    ("linreg.pkl", schema(("inputs", floats(9))), schema(("predictions", pa.float64())),
+     "gives 9 features per row (input column 'inputs'); the LinearRegression was trained on 10"),
+    ("linreg.pkl", schema(("inputs", floats(10))), schema(("probabilities", floats(2))),
+     "needs a classifier's predict_proba"),
+    ("logreg.pkl", schema(("inputs", floats(4))), schema(("predictions", pa.int32()), ("probabilities", floats(2))),
+     "gives 3 values per row for output 'probabilities'; the output schema says 2"),
+    ("xgbreg.pkl", schema(("a", pa.float64()), ("b", pa.float32())), schema(("predictions", pa.float32())),
+     "different types"),
+    ("booster.pkl", schema(("inputs", floats(4))), schema(("predictions", pa.int64()), ("probabilities", floats(2))),
+     "a Booster gives one output"),
+])
+def test_a_mismatched_schema_is_one_line(name, inputs, outputs, says, envs, trained):
+    folder, _ = trained
+    framework = CASES[name][0]
+    message = one_line_error(lambda: check_upload("m", framework, str(folder / name), inputs, outputs,
+                                                  python=envs[framework]))
+    assert says in message
+
+
+def test_scalar_input_columns_are_stacked_in_schema_order(envs, trained, tmp_path):
+    """Several scalar columns of one type feed the model as one row, in the schema's order."""
+    folder, expected = trained
+    rows = np.asarray(expected["logreg.pkl"]["rows"])
+    names = ["sepal_l", "sepal_w", "petal_l", "petal_w"]
+    spec = {"framework": "sklearn", "path": str(folder / "logreg.pkl"),
+            "input_schema": serialize_schema(schema(*[(n, pa.float64()) for n in names])),
+            "output_schema": serialize_schema(schema(("predictions", pa.int64())))}
+    script = RUN_LOADER.replace('model({"inputs": np.asarray(spec["rows"])})',
+                                'model({n: np.asarray(c) for n, c in spec["columns"].items()})')
+    spec["columns"] = {n: rows[:, i].tolist() for i, n in enumerate(names)}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    done = subprocess.run([envs["sklearn"], "-c", script, tabular_frameworks.LOADERS_PARENT,
+                           str(tmp_path / "spec.json")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["predictions"] == expected["logreg.pkl"]["predict"]
