@@ -15,11 +15,13 @@ import tempfile
 
 from orchzip.errors import ConfigError
 from orchzip.runtime import tabular_frameworks
+from orchzip.runtime.model_envs import MODEL_PACKAGES
 
 __all__ = ["convert_to_onnx", "ensure_tool_env", "ConversionFailed", "TOLERANCE", "TOOL_REQUIREMENTS"]
 
-# The converters; onnxmltools imports packaging without declaring it.
-CONVERTERS = ("skl2onnx>=1.17", "onnxmltools>=1.12", "onnx>=1.14", "packaging")
+# The converters, and onnxruntime to compare the converted model with the original;
+# onnxmltools imports packaging without declaring it.
+CONVERTERS = ("skl2onnx>=1.17", "onnxmltools>=1.12", "onnx>=1.14", "onnxruntime", "packaging")
 TOOL_REQUIREMENTS = tuple(sorted(set(tabular_frameworks.REQUIREMENTS["xgboost"]) | set(CONVERTERS)))
 # Largest difference between native and converted outputs that still counts as the same model:
 # ONNX runs trees and linear models in float32.
@@ -37,7 +39,7 @@ def ensure_tool_env(on_progress=None):
     from orchzip.runtime import environments
 
     env = environments.ensure_environment(environments.default_cache_dir(), "\n".join(TOOL_REQUIREMENTS) + "\n",
-                                          on_progress=on_progress)
+                                          on_progress=on_progress, packages=MODEL_PACKAGES, kind="conversion tool")
     return env.python
 
 
@@ -61,7 +63,11 @@ def convert_to_onnx(framework, path, input_schema, out_path, on_progress=None, o
     if output_schema is None:
         import pyarrow as pa
         output_schema = pa.schema([pa.field("predictions", pa.float64())])
-    inputs, outputs = tabular_frameworks.check_static(name, framework, path, input_schema, output_schema)
+    if framework not in tabular_frameworks.FRAMEWORKS:
+        raise ConfigError(f"model {name!r}: --convert-to-onnx converts {' and '.join(tabular_frameworks.FRAMEWORKS)} "
+                          f"models, not {framework}")
+    tabular_frameworks.check_file(name, framework, path)
+    inputs, outputs = tabular_frameworks.check_schemas(name, framework, input_schema, output_schema)
     python = ensure_tool_env(report)
     report(f"converting {os.path.basename(path)} ({framework}) to ONNX")
     result = _run(python, {"framework": framework, "path": os.path.abspath(path), "out_path": os.path.abspath(out_path),

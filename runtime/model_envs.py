@@ -22,7 +22,15 @@ __all__ = ["MODEL_PACKAGES", "FRAMEWORK_PACKAGES", "ensure_model_env", "with_mod
 # What every model worker needs (numpy, pyarrow) and what Wallaroo's Python runtime has (pandas).
 MODEL_PACKAGES = ("numpy", "pyarrow", "pandas")
 # What a framework's loader imports besides (loaders/<framework>.py).
-FRAMEWORK_PACKAGES = {"python": (), "custom": ()}
+FRAMEWORK_PACKAGES = {
+    "python": (),
+    "custom": (),
+    # As Wallaroo's runtime has them: its SKLearn and XGBoost guides list scikit-learn==1.3.0 and
+    # xgboost==1.7.4 (the tutorials' own XGBoost pickles were written by 1.7.4; the xgboost
+    # loader needs scikit-learn for XGBClassifier & co.). Both were built against numpy 1.x.
+    "sklearn": ("scikit-learn==1.3.0", "numpy<2"),
+    "xgboost": ("xgboost==1.7.4", "scikit-learn==1.3.0", "numpy<2"),
+}
 
 
 def model_requirements(path):

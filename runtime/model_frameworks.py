@@ -26,7 +26,7 @@ import zipfile
 import pyarrow as pa
 
 from orchzip.errors import ConfigError
-from orchzip.runtime import model_envs
+from orchzip.runtime import model_envs, tabular_frameworks
 
 __all__ = ["check_upload", "CHECKS", "SCHEMA_FREE", "parse_schema"]
 
@@ -39,8 +39,8 @@ def check_upload(name, framework, path, input_schema=None, output_schema=None, r
     """Check a model as Wallaroo would, build its environment, load it once; the spec's fields.
 
     :param name: the model's registry name (for messages).
-    :param framework: ``python``, ``custom`` (checked here), ``sklearn`` or ``xgboost`` (handed to
-        ``tabular_frameworks.check_upload``).
+    :param framework: ``python``, ``custom``, ``sklearn`` or ``xgboost`` (their file checks in
+        :data:`CHECKS`; the schemas against the model where it loads once, in the worker).
     :param path: the model's file or folder (a .py, a folder, or a .zip).
     :param input_schema: a ``pa.Schema``, or the spec's base64 text of one.
     :param output_schema: the same, for the outputs.
@@ -52,14 +52,9 @@ def check_upload(name, framework, path, input_schema=None, output_schema=None, r
     :raises ModelError: the model does not load.
     """
     framework = str(getattr(framework, "value", framework) or "").lower()
-    from orchzip.runtime import tabular_frameworks
-    if framework in tabular_frameworks.FRAMEWORKS:  # scikit-learn and XGBoost: their own checks and runtime
-        return tabular_frameworks.check_upload(name, framework, os.fspath(path), input_schema, output_schema,
-                                               on_progress=on_progress)
     if framework not in CHECKS:
-        known = sorted(set(CHECKS) | set(tabular_frameworks.FRAMEWORKS))
         raise ConfigError(f"model {name!r}: orchzip cannot run framework {framework!r} "
-                          f"(it runs onnx, {', '.join(known)})")
+                          f"(it runs onnx, {', '.join(sorted(CHECKS))})")
     path = os.path.abspath(os.fspath(path))
     if not os.path.exists(path):
         raise ConfigError(f"model {name!r}: {path} does not exist")
@@ -195,4 +190,4 @@ def _base_name(node):
 
 
 # framework -> check(name, path): raises ConfigError with one line. Other frameworks add theirs.
-CHECKS = {"python": _check_python, "custom": _check_custom}
+CHECKS = {"python": _check_python, "custom": _check_custom, **tabular_frameworks.CHECKS}

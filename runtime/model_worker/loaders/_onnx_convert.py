@@ -18,13 +18,13 @@ import sys
 
 import numpy as np
 
-from . import _tabular
+from . import ModelLoadError, _tabular
 
 MAX_OPSET, MAX_ML_OPSET, MAX_IR = 17, 3, 8
 CHECK_ROWS = 64
 
 
-class ConversionError(ValueError):
+class ConversionError(ModelLoadError, ValueError):
     """The model cannot be converted; ``str(err)`` is one line."""
 
 

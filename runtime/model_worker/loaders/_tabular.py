@@ -22,6 +22,8 @@ import base64
 import numpy as np
 import pyarrow as pa
 
+from . import ModelLoadError
+
 __all__ = [
     "SchemaMismatch",
     "read_schema",
@@ -36,7 +38,7 @@ PREDICT, PROBA = "predict", "predict_proba"
 PROBABILITIES = "probabilities"
 
 
-class SchemaMismatch(ValueError):
+class SchemaMismatch(ModelLoadError, ValueError):
     """The model, its schemas and the rows do not fit together; ``str(err)`` is one line."""
 
 

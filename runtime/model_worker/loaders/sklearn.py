@@ -13,12 +13,12 @@ import numpy as np
 
 # Always imported as part of the loaders package: were this folder on sys.path, this module
 # would shadow scikit-learn itself (named sklearn too) while the model unpickles.
-from . import _tabular
+from . import ModelLoadError, _tabular
 
 __all__ = ["load", "read_model"]
 
 
-class NotAModel(ValueError):
+class NotAModel(ModelLoadError, ValueError):
     """The file is not a scikit-learn model; ``str(err)`` is one line."""
 
 
