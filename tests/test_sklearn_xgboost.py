@@ -233,3 +233,57 @@ def test_scalar_input_columns_are_stacked_in_schema_order(envs, trained, tmp_pat
                            str(tmp_path / "spec.json")], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["predictions"] == expected["logreg.pkl"]["predict"]
+
+
+HOUSE_TRAIN = textwrap.dedent("""
+    import pickle, sys
+    import numpy as np
+    x, y = np.load(sys.argv[1]), np.load(sys.argv[2])
+    if sys.argv[3] == "sklearn":
+        from sklearn.ensemble import GradientBoostingRegressor
+        model = GradientBoostingRegressor(n_estimators=30, max_depth=3, random_state=0)
+    else:
+        import xgboost
+        model = xgboost.XGBRegressor(n_estimators=30, max_depth=3)
+    model.fit(x, y)
+    pickle.dump(model, open(sys.argv[4], "wb"))
+    np.save(sys.argv[5], model.predict(x.astype(np.float32) if sys.argv[3] == "xgboost" else x))
+""")
+
+
+@pytest.mark.parametrize("framework, tensor_type", [
+    ("sklearn", "list<float64>"),
+    ("xgboost", "fixed_size_list<float32>[18]"),
+])
+def test_a_house_price_model_as_a_pipeline_step_through_orchzip_run(framework, tensor_type, envs, orchzip_cli, tmp_path):
+    """The tutorial's house-price job with a model trained here on the reference model's prices."""
+    import duckdb
+    import onnxruntime as ort
+    from conftest import REPO, RF_MODEL, XTEST_1K, reference_rows
+
+    x = np.array([r["tensor"] for r in reference_rows()], dtype=np.float64)
+    prices = ort.InferenceSession(RF_MODEL).run(None, {"float_input": x.astype(np.float32)})[0].ravel()
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", prices.astype(np.float64))
+    model, expected = tmp_path / "house.pkl", tmp_path / "expected.npy"
+    trained = subprocess.run([envs[framework], "-c", HOUSE_TRAIN, str(tmp_path / "x.npy"), str(tmp_path / "y.npy"),
+                              framework, str(model), str(expected)], capture_output=True, text=True, timeout=300)
+    assert trained.returncode == 0, trained.stderr
+
+    def ok(*argv):
+        result = orchzip_cli(*argv, timeout=600)
+        assert result.code == 0, result
+        return result
+
+    ok("models", "upload", "house-model", str(model), "--framework", framework,
+       "--input-schema", json.dumps({"tensor": tensor_type}), "--output-schema", '{"predictions": "float64"}')
+    ok("pipelines", "create", "houseprice", "--step", "house-model")
+    results_db = str(tmp_path / "results.duckdb")
+    ok("connections", "create", "houseprice_inputs", "--type", "FILE", "--details", json.dumps({"path": XTEST_1K}))
+    ok("connections", "create", "houseprice_results", "--type", "DUCKDB",
+       "--details", json.dumps({"path": results_db, "table": "results"}))
+    run = ok("run", os.path.join(REPO, "orchestrations", "houseprice_local"), "--arg", "batch_size=300", "--json").json()
+    assert run["status"] == "success" and run["rows_written"] == 1000
+    with duckdb.connect(results_db, read_only=True) as db:
+        got = db.execute("SELECT out_predictions FROM results ORDER BY rowid").fetchall()
+    np.testing.assert_allclose([row[0] for row in got], np.load(expected), rtol=1e-5)
