@@ -515,3 +515,28 @@ def test_a_scikit_learn_model_checked_at_the_door_runs_in_a_worker_step(tmp_path
     with make_step({"name": "linear", "path": str(model), **fields}) as step:
         out = step.process(pa.RecordBatch.from_pydict({"inputs": [[1.0, 1.0, 1.0], [2.0, 0.0, 0.0]]}))
     assert out.to_pydict()["predictions"] == pytest.approx([6.0, 4.0])
+
+
+def test_a_task_started_by_orchzip_run_finds_the_worker_and_logs_the_models_prints(tmp_path, model_python, orchzip_cli):
+    model = write(tmp_path, "step.py", SUM_MODEL.replace("t = input_data", "print('model saw', len(input_data['tensor']), 'rows')\n        t = input_data"))
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(json.dumps(spec_for(model, model_python)))
+    orchestration = tmp_path / "orch"
+    orchestration.mkdir()
+    write(orchestration, "main.py", """
+        import json, sys
+        import pyarrow as pa
+        import wallaroo
+        from orchzip_shim.model_workers import WorkerStep
+
+        spec = json.load(open(wallaroo.Client().task_args()["spec"]))
+        batch = pa.RecordBatch.from_pydict({"tensor": [[1.0, 2.0, 3.0], [1.0, 1.0, 1.0]]})
+        with WorkerStep(spec) as step:
+            print("totals", step.process(batch).to_pydict()["total"], "python %d.%d" % sys.version_info[:2])
+    """)
+    write(orchestration, "requirements.txt", "")
+    done = orchzip_cli("run", str(orchestration), "--arg", f"spec={spec_file}", timeout=240)
+    assert done.code == 0, done
+    logs = orchzip_cli("runs", "logs", "--last")
+    assert "model saw 2 rows" in logs.out
+    assert "totals [6.0, 3.0]" in logs.out
