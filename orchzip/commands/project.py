@@ -16,8 +16,9 @@ A model whose file changed is uploaded as its next version, and pipelines whose 
 without a version (steps: [MODEL]) move to that version; MODEL:N keeps version N.
 
 Scheduled tasks are registered as `orchzip schedule` does (their orchestration built into a
-zip, their environment prepared); `orchzip scheduler` fires them. Run-once tasks are
-recipes: `orchzip run NAME` runs one with its args and timeout.
+zip, their environment prepared); `orchzip scheduler` fires them. Run-once and continuous
+(continuously: true) tasks are recipes: `orchzip run NAME` runs one with its settings, a
+continuous one kept running as `orchzip run --continuously` does.
 
 The file is the nearest orchzip.yaml at or above the current folder (or -f FILE); the state
 is the .orchzip folder beside it, unless --state-dir or ORCHZIP_STATE_DIR say otherwise.
@@ -68,7 +69,7 @@ def _describe(change):
 
 
 def _task_kind(settings):
-    if settings.get("continuous") or settings.get("kind") == "continuous":
+    if settings.get("continuously") or settings.get("kind") == "continuous":
         return "continuous"
     return f"schedule {settings['schedule']!r}" if settings.get("schedule") else "run-once"
 
