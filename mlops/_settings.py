@@ -101,22 +101,28 @@ class Settings:
             self.password = _one_line(self.password.rstrip("\r\n"), "password", self.password_source) or None
 
     @staticmethod
-    def register_argparse_arguments(parser, retries_alias=True):
+    def register_argparse_arguments(parser, retries_alias=True, keep_given=False):
         """The instance's flags on ``parser``.
 
         :param retries_alias: also take ``--retries``, the old spelling of ``--http-retries``
             (hidden: elsewhere ``--retries`` means how often a failed task run is retried).
+        :param keep_given: ``parser`` is a subcommand of a parser with these flags: one not
+            given here leaves the value given before the subcommand as it is.
         """
+        def default(value):
+            return argparse.SUPPRESS if keep_given else value
+
         group = parser.add_argument_group("Wallaroo instance")
-        group.add_argument("--url", help="the instance's URL (default: $WALLAROO_URL)")
-        group.add_argument("--token", help="a bearer token (default: $WALLAROO_TOKEN, else the \"token\" of the "
-                           "JSON file named by $WALLAROO_SDK_CREDENTIALS)")
-        group.add_argument("--user", help="a user to log in as at the instance's Keycloak (default: $WALLAROO_USER)")
-        group.add_argument("--password", help="that user's password (default: $WALLAROO_PASSWORD; "
-                           "asked for when missing on a terminal)")
-        group.add_argument("--http-timeout", type=float, default=DEFAULT_TIMEOUT,
+        group.add_argument("--url", default=default(None), help="the instance's URL (default: $WALLAROO_URL)")
+        group.add_argument("--token", default=default(None), help="a bearer token (default: $WALLAROO_TOKEN, else "
+                           "the \"token\" of the JSON file named by $WALLAROO_SDK_CREDENTIALS)")
+        group.add_argument("--user", default=default(None),
+                           help="a user to log in as at the instance's Keycloak (default: $WALLAROO_USER)")
+        group.add_argument("--password", default=default(None), help="that user's password (default: "
+                           "$WALLAROO_PASSWORD; asked for when missing on a terminal)")
+        group.add_argument("--http-timeout", type=float, default=default(DEFAULT_TIMEOUT),
                            help=f"seconds per HTTP request (default {DEFAULT_TIMEOUT:g})")
-        group.add_argument("--http-retries", type=int, default=DEFAULT_RETRIES,
+        group.add_argument("--http-retries", type=int, default=default(DEFAULT_RETRIES),
                            help=f"retries of 5xx answers and failed connections (default {DEFAULT_RETRIES})")
         if retries_alias:
             group.add_argument("--retries", dest="http_retries", type=int, default=argparse.SUPPRESS,

@@ -18,6 +18,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import psutil
@@ -99,6 +100,8 @@ def task_context(store, task, run_id, key=None):
         "pipelines": {p["name"]: pipeline_entry(store, p) for p in store.list_pipelines()},
         # Every registered model version, as specs: what wl.get_model(name) finds in the task.
         "models": [dict(model_spec(m), workspace=m["workspace_name"]) for m in list_models(store)],
+        # The Python that runs orchzip: the stand-in checks models the task uploads with it.
+        "orchzip_python": sys.executable,
         "workspaces": [{k: w[k] for k in ("id", "name", "created_at")} for w in store.list_workspaces()],
         # The Wallaroo release whose behaviour the task sees (see wallaroo_versions), and the
         # name that release gives the results' check count, for the shim and the stand-in.

@@ -250,6 +250,11 @@ MIGRATIONS = [
     );
     CREATE INDEX pipeline_steps_by_model ON pipeline_steps(model_id);
     """,
+    # 13: what else an orchzip.yaml task declares (continuously and its restart policy, its log
+    # cap, its Wallaroo release), as JSON: a run-once or continuous recipe has no row of tasks.
+    """
+    ALTER TABLE project_tasks ADD COLUMN options TEXT NOT NULL DEFAULT '{}';
+    """,
 ]
 
 
@@ -712,19 +717,22 @@ class Store:
         with self.transaction() as db:
             db.execute("DELETE FROM project_orchestrations WHERE name = ?", (name,))
 
-    def put_project_task(self, name, orchestration, task_id=None, args=None, timeout=None, no_env=False):
+    def put_project_task(self, name, orchestration, task_id=None, args=None, timeout=None, no_env=False,
+                         options=None):
         now = utcnow()
         with self.transaction() as db:
             db.execute(
-                "INSERT INTO project_tasks(name, orchestration, task_id, args, timeout, no_env, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET orchestration = excluded.orchestration, "
-                "task_id = excluded.task_id, args = excluded.args, timeout = excluded.timeout, "
-                "no_env = excluded.no_env, updated_at = excluded.updated_at",
-                (name, orchestration, task_id, json.dumps(args or {}), timeout, 1 if no_env else 0, now, now),
+                "INSERT INTO project_tasks(name, orchestration, task_id, args, timeout, no_env, options, created_at, "
+                "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
+                "orchestration = excluded.orchestration, task_id = excluded.task_id, args = excluded.args, "
+                "timeout = excluded.timeout, no_env = excluded.no_env, options = excluded.options, "
+                "updated_at = excluded.updated_at",
+                (name, orchestration, task_id, json.dumps(args or {}), timeout, 1 if no_env else 0,
+                 json.dumps(options or {}), now, now),
             )
 
     def list_project_tasks(self):
-        return [dict(r, args=json.loads(r["args"] or "{}"))
+        return [dict(r, args=json.loads(r["args"] or "{}"), options=json.loads(r["options"] or "{}"))
                 for r in self._query("SELECT * FROM project_tasks ORDER BY name")]
 
     def delete_project_task(self, name):

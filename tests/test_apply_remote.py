@@ -29,6 +29,7 @@ orchestrations:
   hello: {path: hello, workspace: shop}
 tasks:
   greet: {orchestration: hello, args: {who: apply}, timeout: 60}
+  watcher: {orchestration: hello, continuously: true, args: {ticks: 100000}}
   nightly:
     orchestration: hello
     schedule: "0 3 * * *"
@@ -76,12 +77,12 @@ def test_apply_remote_plans_uploads_starts_and_then_changes_nothing(server, proj
     assert "+ workspace shop" in dry.stdout and "+ connection inputs (FILE)" in dry.stdout
     assert "+ connection api (HTTP)" in dry.stdout and "first" not in dry.stdout + dry.stderr
     assert "+ orchestration hello" in dry.stdout and "+ task greet (run-once)" in dry.stdout
-    assert "+ task nightly (schedule '0 3 * * *')" in dry.stdout and "dry run: nothing changed" in dry.stdout
+    assert "+ task nightly (schedule '0 3 * * *')" in dry.stdout and "+ task watcher (continuous)" in dry.stdout and "dry run: nothing changed" in dry.stdout
     assert "task nightly: tz shapes local runs only" in dry.stderr
     assert "shop" not in _workspaces(server), "a dry run created a workspace"
 
     applied = json.loads(apply("--json").stdout)
-    assert applied["create"] == 6 and set(applied["started"]) == {"greet", "nightly"}
+    assert applied["create"] == 7 and set(applied["started"]) == {"greet", "nightly", "watcher"}
     greet = wait_for(lambda: server.post("/v1/api/task/get_by_id", {"id": applied["started"]["greet"]}).json(),
                      lambda t: t["last_runs"] and t["last_runs"][0]["status"] == "success")
     logs = server.post("/v1/api/task/get_logs_for_run", {"id": greet["last_runs"][0]["run_id"]}).json()["logs"]
@@ -93,10 +94,12 @@ def test_apply_remote_plans_uploads_starts_and_then_changes_nothing(server, proj
     assert api["details"]["headers"] == {"Authorization": "Bearer first"} and api["workspace_names"] == []
     nightly = server.post("/v1/api/task/get_by_id", {"id": applied["started"]["nightly"]}).json()
     assert nightly["run_type"] == "CronJob" and nightly["schedule"] == "0 3 * * *"
+    watcher = server.post("/v1/api/task/get_by_id", {"id": applied["started"]["watcher"]}).json()
+    assert watcher["run_type"] == "NetworkService" and watcher["input_data"] == {"ticks": 100000}
 
     again = apply()
     assert "nothing to change" in again.stdout
-    assert len(_tasks(server)) == 2, "applying twice started tasks again"
+    assert len(_tasks(server)) == 3, "applying twice started tasks again"
 
     # A changed main.py uploads the orchestration again and restarts its tasks on the new zip.
     with open(project / "hello" / "main.py", "a") as fh:
@@ -104,6 +107,7 @@ def test_apply_remote_plans_uploads_starts_and_then_changes_nothing(server, proj
     changed = apply()
     assert "~ orchestration hello: sha changed" in changed.stdout
     assert "~ task greet: sha changed" in changed.stdout and "~ task nightly: sha changed" in changed.stdout
+    assert "~ task watcher: sha changed" in changed.stdout
     old_nightly = server.post("/v1/api/task/get_by_id", {"id": applied["started"]["nightly"]}).json()
     assert old_nightly["status"] in ("pending_kill", "killed")
     live = [t for t in _tasks(server, "nightly") if t["status"] not in ("pending_kill", "killed")]

@@ -131,6 +131,24 @@ def test_a_tutorial_style_orchestration_builds_changes_and_infers_a_multistep_pi
     assert report["undeployed"] == "Pipeline houseprice-scaled is not deployed"
 
 
+def test_a_task_uploads_a_python_model_and_infers_through_it_after_an_onnx_step(cli, tmp_path):
+    cli("models", "upload", "houseprice", RF_MODEL)
+    post = tmp_path / "post.py"
+    post.write_text(POST_PROCESSING)
+    scale2 = scaling_model(tmp_path / "scale2.onnx", 2.0, input_name="variable")
+    scale3 = scaling_model(tmp_path / "scale3.onnx", 3.0)
+    cli("build", os.path.join(REPO, "tests", "fixtures", "wallaroo", "multistep_pipeline"), "-o", str(tmp_path))
+    done = cli("run", str(tmp_path / "multistep_pipeline.zip"), "--no-env", "--arg", f"houses={XTEST_1K}",
+               "--arg", f"scale2={scale2}", "--arg", f"scale3={scale3}", "--arg", f"post={post}")
+    lines = dict(line.split(": ", 1) for line in done.out.splitlines() if ": " in line)
+    columns, price_k, expensive = json.loads(lines["post"])
+    predicted = rf_predictions(houses(5))
+    assert columns == ["time", "in.tensor", "out.price_k", "out.expensive", "anomaly.count"]
+    np.testing.assert_allclose(price_k, np.round(predicted / 1000.0, 2), atol=0.006)
+    assert expensive == [int(p > 500_000) for p in predicted]
+    assert json.loads(lines["post parallel"]) == price_k
+
+
 def test_serve_infers_through_a_multistep_pipeline(tmp_path):
     import sys
     sys.path.insert(0, os.path.join(REPO, "tests", "fixtures", "serve"))
@@ -162,3 +180,43 @@ def test_serve_infers_through_a_multistep_pipeline(tmp_path):
         assert table.column_names == ["time", "in.tensor", "out.scaled", "anomaly.count"]
     finally:
         server.stop()
+
+
+POST_PROCESSING = '''
+import numpy as np
+from mac.types import InferenceData
+
+
+def process_data(input_data: InferenceData) -> InferenceData:
+    prices = input_data["variable"]
+    return {"price_k": prices / 1000.0, "expensive": (prices[:, 0] > 500_000).astype(np.int64)}
+'''
+
+
+def test_a_python_post_processing_step_after_an_onnx_model_runs_through_orchzip_run(cli, orchzip_cli, tmp_path):
+    database = str(tmp_path / "houses.duckdb")
+    with duckdb.connect(database) as db:
+        db.execute("CREATE TABLE houses (tensor DOUBLE[])")
+        db.executemany("INSERT INTO houses VALUES (?)", [[r["tensor"]] for r in reference_rows()[:200]])
+    for name, table in (("houses", "houses"), ("results", "results")):
+        cli("connections", "create", name, "--type", "DUCKDB", "--details", json.dumps({"path": database, "table": table}))
+    post = tmp_path / "post.py"
+    post.write_text(POST_PROCESSING)
+    cli("models", "upload", "houseprice", RF_MODEL)
+    uploaded = cli("models", "upload", "post", str(post), "--framework", "python", "--json",
+                   "--input-schema", '{"variable": "fixed_size_list<float32>[1]"}',
+                   "--output-schema", '{"price_k": "fixed_size_list<float64>[1]", "expensive": "int64"}').json()
+    assert uploaded["framework"] == "python" and uploaded["python"]
+    no_schema = orchzip_cli("models", "upload", "post", str(post), "--framework", "python")
+    assert no_schema.code == 2 and len(no_schema.err.splitlines()) == 1 and "input_schema" in no_schema.err
+    cli("pipelines", "create", "priced", "--step", "houseprice", "--step", "post")
+    cli("build", os.path.join(REPO, "orchestrations", "houseprice_local"), "-o", str(tmp_path / "dist"))
+    cli("run", str(tmp_path / "dist" / "houseprice_local.zip"), "--no-env", "--arg", "input_connection=houses",
+        "--arg", "output_connection=results", "--arg", "pipeline=priced")
+    with duckdb.connect(database) as db:
+        columns = [r[0] for r in db.execute("DESCRIBE results").fetchall()]
+        rows = db.execute("SELECT out_price_k[1], out_expensive FROM results ORDER BY rowid").fetchall()
+    assert columns == ["time", "in_tensor", "out_price_k", "out_expensive", "anomaly_count"]
+    predicted = rf_predictions(houses(200))
+    np.testing.assert_allclose([r[0] for r in rows], predicted / 1000.0, rtol=1e-6)
+    assert [r[1] for r in rows] == [int(p > 500_000) for p in predicted]

@@ -227,6 +227,16 @@ def test_run_name_runs_a_declared_task_with_its_args(project):
      "orchzip.yaml:17: tasks.score: retries only apply to a scheduled task"),
     (lambda t: "pipelines:\n  p: {}\n" + t.replace("pipelines:\n", ""),
      "orchzip.yaml:2: pipelines.p.model: required key missing"),
+    (lambda t: t.replace("    no_env: true", "    no_env: true\n    continuously: true"),
+     "orchzip.yaml:21: tasks.nightly: a task runs on a schedule or continuously, not both"),
+    (lambda t: t.replace("    timeout: 600", "    continuously: true\n    timeout: 600"),
+     "orchzip.yaml:17: tasks.score: timeout does not apply to a continuous task"),
+    (lambda t: t.replace("    timeout: 600", "    timeout: 600\n    backoff: 2"),
+     "orchzip.yaml:17: tasks.score: backoff only apply to a continuous task: add continuously: true"),
+    (lambda t: t.replace("    timeout: 600", "    timeout: 600\n    log_max_bytes: lots"),
+     "orchzip.yaml:21: tasks.score.log_max_bytes: must be a size in bytes such as 16777216, 16MiB or 512k"),
+    (lambda t: t.replace("    timeout: 600", "    timeout: 600\n    wallaroo_version: 1999.1"),
+     "orchzip.yaml:21: tasks.score.wallaroo_version: unknown Wallaroo version 1999.1; orchzip knows"),
 ])
 def test_schema_errors_name_file_line_and_key(project, edit, expected):
     path = project / "orchzip.yaml"
@@ -316,3 +326,52 @@ def test_read_only_commands_create_no_state_and_missing_names_say_where_they_loo
     ok(orchzip("workspaces", "create", "team", cwd=tmp_path))
     missing = orchzip("tasks", "status", "abc", cwd=tmp_path)
     assert missing.stderr.rstrip().endswith(f"(looked in the state at {tmp_path / '.orchzip'})")
+
+
+CONTINUOUS = """\
+  watch:
+    orchestration: quitter
+    continuously: true
+    backoff: 0.05
+    max_backoff: 0.2
+    crash_loop_after: 2
+    log_max_bytes: 1MiB
+    no_env: true
+"""
+
+
+@pytest.mark.timeout(240)
+def test_a_continuous_task_applies_exports_and_runs_as_run_continuously(project):
+    (project / "quitter").mkdir()
+    (project / "quitter" / "main.py").write_text("print('up', flush=True)\n")
+    text = PROJECT.replace("orchestrations:\n", "orchestrations:\n  quitter: {path: quitter}\n") + CONTINUOUS
+    (project / "orchzip.yaml").write_text(text)
+    applied = ok(orchzip("apply", cwd=project)).stdout
+    assert "+ task watch (continuous)" in applied
+    assert "nothing to change" in ok(orchzip("apply", cwd=project)).stdout
+    exported = ok(orchzip("export", "-o", "-", cwd=project)).stdout
+    watch = exported.split("  watch:\n")[1]
+    for line in ("continuously: true", "backoff: 0.05", "max_backoff: 0.2", "crash_loop_after: 2",
+                 "log_max_bytes: 1048576", "no_env: true"):
+        assert f"    {line}\n" in watch, exported
+    # The state's own changes read back as the same file: a copy of the export plans nothing.
+    (project / "exported.yaml").write_text(exported)
+    assert "nothing to change" in ok(orchzip("apply", "-f", "exported.yaml", cwd=project)).stdout
+
+    env = {k: v for k, v in os.environ.items() if k != "ORCHZIP_STATE_DIR"}
+    supervisor = subprocess.Popen([sys.executable, "-m", "orchzip", "run", "watch", "--json"], cwd=str(project),
+                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        from tests.support.waiting import wait_for
+        task = wait_for(lambda: next((t for t in json.loads(ok(orchzip("tasks", "list", "--json", cwd=project)).stdout)
+                                      if t["name"] == "watch" and t["status"] == "crash_loop"), None),
+                        120, "the continuous task to crash_loop")
+        assert task["kind"] == "continuous" and task["log_max_bytes"] == 1048576
+        ok(orchzip("tasks", "kill", task["id"], cwd=project))
+        out, err = supervisor.communicate(timeout=60)
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+            supervisor.communicate(timeout=30)
+    assert supervisor.returncode == 0, err
+    assert json.loads(out)["status"] == "killed"

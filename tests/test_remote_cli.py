@@ -122,3 +122,34 @@ def test_missing_url_or_credentials_are_refused_before_any_request(client_dir):
     assert result.returncode == 1 and "WALLAROO_URL" in result.stderr
     result = orchzip(client_dir, "remote", "tasks", "--url", "http://127.0.0.1:1", env=env, check=False)
     assert result.returncode == 1 and "no credentials" in result.stderr and "WALLAROO_TOKEN" in result.stderr
+
+
+def test_remote_tasks_take_the_local_verbs_and_id_prefixes(remote, workspace_id, server):
+    orch_id = remote("upload", HELLO, "--workspace-id", str(workspace_id), "--wait").stdout.strip()
+    ran = remote("remote", "run-once", orch_id[:8], "--arg", "who=prefix", "--wait")
+    task_id = ran.stdout.split()[1]
+    prefix = task_id[:8]
+    listed = json.loads(remote("remote", "tasks", "list", "--kind", "run_once", "--json").stdout)
+    assert task_id in [t["id"] for t in listed] and {t["kind"] for t in listed} == {"run_once"}
+    shown = json.loads(remote("remote", "tasks", "show", prefix, "--json").stdout)
+    assert shown["id"] == task_id and shown["input_data"] == {"who": "prefix"}
+    runs = json.loads(remote("remote", "tasks", "runs", prefix, "--json").stdout)
+    assert [r["status"] for r in runs] == ["success"]
+    logs = remote("remote", "tasks", "logs", prefix, "--run", runs[0]["run_id"][:8]).stdout
+    assert "hello from the task, in_task=True, args=[('who', 'prefix')]" in logs
+    # Global options before or after the verb; --json anywhere.
+    env_less = remote("remote", "tasks", "--url", server.url, "show", prefix, "--json")
+    assert json.loads(env_less.stdout)["id"] == task_id
+
+    scheduled = remote("remote", "schedule", orch_id[:8], "--cron", "0 3 * * *").stdout.strip()
+    continuous = remote("remote", "run-continuously", orch_id[:8], "--arg", "ticks=100000").stdout.strip()
+    kinds = {t["id"]: t["kind"] for t in json.loads(remote("remote", "tasks", "--json").stdout)}
+    assert kinds[scheduled] == "scheduled" and kinds[continuous] == "continuous"
+    for killed in (scheduled, continuous):
+        assert f"task {killed}" in remote("remote", "tasks", "kill", killed[:8]).stdout
+
+    missing = remote("remote", "tasks", "show", "zzzz", check=False)
+    assert missing.returncode == 2 and "no task with an id starting 'zzzz' on http://127.0.0.1:" in missing.stderr
+    assert "orchzip remote tasks list" in missing.stderr
+    no_cron = remote("remote", "schedule", orch_id, check=False)
+    assert no_cron.returncode == 2 and "needs --cron" in no_cron.stderr

@@ -17,6 +17,9 @@ once a run stays up for --stable-after seconds.
 """
 
 
+DEFAULTS = {"backoff": 1.0, "max_backoff": 60.0, "stable_after": 60.0, "crash_loop_after": 3}
+
+
 def add_arguments(parser):
     group = parser.add_argument_group("run continuously", HELP)
     group.add_argument("--continuously", action="store_true",
@@ -39,8 +42,7 @@ def _policy(args):
 
 def refuse_options_of_continuous(args):
     """Restart options without --continuously are a mistake worth one line."""
-    defaults = {"backoff": 1.0, "max_backoff": 60.0, "stable_after": 60.0, "crash_loop_after": 3}
-    given = [name for name, default in defaults.items() if getattr(args, name) != default]
+    given = [name for name, default in DEFAULTS.items() if getattr(args, name) != default]
     if given:
         raise ConfigError(f"--{given[0].replace('_', '-')} applies to --continuously only; "
                           f"add --continuously or leave it out")
@@ -83,4 +85,4 @@ def cmd_run_continuously(args, target, task_args):
     return 0
 
 
-__all__ = ["add_arguments", "cmd_run_continuously", "refuse_options_of_continuous"]
+__all__ = ["add_arguments", "cmd_run_continuously", "refuse_options_of_continuous", "DEFAULTS"]

@@ -13,8 +13,9 @@ nothing else (workspaces are never deleted). The plan is printed first; --dry-ru
 there. Applying the same file twice changes nothing the second time.
 
 Scheduled tasks are registered as `orchzip schedule` does (their orchestration built into a
-zip, their environment prepared); `orchzip scheduler` fires them. Run-once tasks are
-recipes: `orchzip run NAME` runs one with its args and timeout.
+zip, their environment prepared); `orchzip scheduler` fires them. Run-once and continuous
+(continuously: true) tasks are recipes: `orchzip run NAME` runs one with its settings, a
+continuous one kept running as `orchzip run --continuously` does.
 
 The file is the nearest orchzip.yaml at or above the current folder (or -f FILE); the state
 is the .orchzip folder beside it, unless --state-dir or ORCHZIP_STATE_DIR say otherwise.
@@ -65,7 +66,7 @@ def _describe(change):
 
 
 def _task_kind(settings):
-    if settings.get("continuous") or settings.get("kind") == "continuous":
+    if settings.get("continuously") or settings.get("kind") == "continuous":
         return "continuous"
     return f"schedule {settings['schedule']!r}" if settings.get("schedule") else "run-once"
 

@@ -1,5 +1,6 @@
 """`orchzip upload` and `orchzip remote ...`: a Wallaroo instance (or `orchzip serve`) over its MLOps API."""
 
+import argparse
 import os
 import sys
 import tempfile
@@ -101,12 +102,17 @@ def cmd_orchestrations(args):
 
 
 def cmd_orchestration(args):
-    orch = client_from_args(args).get_orchestration(args.orch_id)
+    from orchzip.commands.remote_tasks import resolve_orchestration
+    client = client_from_args(args)
+    orch = client.get_orchestration(resolve_orchestration(client, args.orch_id))
     _show(args, orch, [f"{k:12} {'' if v is None else v}" for k, v in orch.items()])
 
 
 # -- tasks ----------------------------------------------------------------------------------------
 def _workspace_of(client, args):
+    """The workspace to start a task in; ``args.orch_id`` made a full id on the way."""
+    from orchzip.commands.remote_tasks import resolve_orchestration
+    args.orch_id = resolve_orchestration(client, args.orch_id)
     if args.workspace_id is not None:
         return args.workspace_id
     return client.get_orchestration(args.orch_id)["workspace_id"]
@@ -115,16 +121,29 @@ def _workspace_of(client, args):
 def cmd_run_once(args):
     client = client_from_args(args)
     task_args = parse_task_args(args.args, args.arg)
-    task_id = client.run_once(args.orch_id, _workspace_of(client, args), json=task_args, name=args.name,
+    workspace_id = _workspace_of(client, args)
+    task_id = client.run_once(args.orch_id, workspace_id, json=task_args, name=args.name,
                               timeout=args.timeout)["id"]
     return _after_start(args, client, task_id)
 
 
 def cmd_schedule(args):
+    if not args.cron:
+        raise ConfigError('orchzip remote schedule needs --cron, e.g. --cron "0 3 * * *"')
     client = client_from_args(args)
     task_args = parse_task_args(args.args, args.arg)
-    task_id = client.run_scheduled(args.orch_id, _workspace_of(client, args), args.schedule, json=task_args,
+    workspace_id = _workspace_of(client, args)
+    task_id = client.run_scheduled(args.orch_id, workspace_id, args.cron, json=task_args,
                                    name=args.name, timeout=args.timeout)["id"]
+    _show(args, {"id": task_id}, [task_id])
+    return 0
+
+
+def cmd_run_continuously(args):
+    client = client_from_args(args)
+    task_args = parse_task_args(args.args, args.arg)
+    workspace_id = _workspace_of(client, args)
+    task_id = client.run_continuously(args.orch_id, workspace_id, json=task_args, name=args.name)["id"]
     _show(args, {"id": task_id}, [task_id])
     return 0
 
@@ -141,64 +160,9 @@ def _after_start(args, client, task_id):
     runs = task.get("last_runs") or []
     lines = [f"task {task_id} {task['status']}, ended: {task_outcome(task)}"]
     if runs:
-        lines.append(f"run {runs[0]['run_id']} {runs[0]['status']} (logs: orchzip remote logs {runs[0]['run_id']})")
+        lines.append(f"run {runs[0]['run_id']} {runs[0]['status']} (logs: orchzip remote tasks logs {task_id})")
     _show(args, task, lines)
     return 0 if task_outcome(task) == "success" else EXIT_FAILED
-
-
-def cmd_tasks(args):
-    rows = client_from_args(args).list_tasks(workspace_id=args.workspace_id, killed=True if args.killed else None)
-    if args.json:
-        return print_json(rows)
-    for row in rows:
-        row["last_run"] = row["last_runs"][0]["status"] if row.get("last_runs") else ""
-    print_table(rows, ["id", "name", "status", "workspace_id", "created_at", "last_run"])
-
-
-def cmd_task(args):
-    task = client_from_args(args).get_task(args.task_id)
-    if args.json:
-        return print_json(task)
-    for key in ("id", "name", "status", "killed", "workspace_id", "input_data", "created_at", "updated_at"):
-        print(f"{key:12} {'' if task.get(key) is None else task.get(key)}")
-    print("last runs:")
-    print_table(task.get("last_runs") or [], ["run_id", "status", "created_at", "updated_at"])
-
-
-def cmd_runs(args):
-    rows = client_from_args(args).list_task_runs(args.task_id, limit=args.limit, status=args.status)
-    if args.json:
-        return print_json(rows)
-    print_table(rows, ["run_id", "status", "created_at", "updated_at"])
-
-
-def cmd_logs(args):
-    client = client_from_args(args)
-    run_id = args.run_id
-    if args.task:
-        runs = client.list_task_runs(args.run_id, limit=1)
-        if not runs:
-            from orchzip.mlops import MLOpsError
-            raise MLOpsError(f"task {args.run_id} has no runs yet; see: orchzip remote task {args.run_id}")
-        run_id = runs[0]["run_id"]
-    logs = client.get_logs(run_id, lines=args.lines)
-    if args.json:
-        return print_json({"id": run_id, "logs": logs})
-    for line in logs:
-        print(line if args.raw else _log_line(line))
-
-
-def _log_line(line):
-    """``TIME TEXT`` of a Wallaroo log line ``TIME stdout|stderr F|P TEXT``, as the SDK shows it."""
-    parts = line.split(" ", 3)
-    if len(parts) == 4 and parts[1] in ("stdout", "stderr") and parts[2] in ("F", "P"):
-        return f"{parts[0]} {parts[3]}"
-    return line
-
-
-def cmd_kill(args):
-    task = client_from_args(args).kill_task(args.task_id)
-    _show(args, task, [f"task {task['id']} {task['status']}"])
 
 
 # -- workspaces and connections ---------------------------------------------------------------
@@ -258,13 +222,14 @@ def _common(parser, settings_cls):
     add_json_flag(parser)
 
 
-def _task_start_arguments(p):
-    p.add_argument("orch_id", help="the orchestration's id (from orchzip upload)")
+def _task_start_arguments(p, timeout=True):
+    p.add_argument("orch_id", help="the orchestration's id (from orchzip upload), or its first characters")
     p.add_argument("--workspace-id", type=int, help="the workspace (default: the orchestration's)")
     p.add_argument("--name", help="a name for the task")
     p.add_argument("--args", help="task args as a JSON object (what wl.task_args() returns)")
     p.add_argument("--arg", action="append", metavar="KEY=VALUE", help="one task arg; repeatable")
-    p.add_argument("--timeout", type=int, help="seconds before a run is killed (timed_out)")
+    if timeout:
+        p.add_argument("--timeout", type=int, help="seconds before a run is killed (timed_out)")
 
 
 def register(subparsers):
@@ -303,40 +268,19 @@ def register(subparsers):
 
     p = sub.add_parser("schedule", help="run an orchestration on a cron schedule (run_scheduled)")
     _task_start_arguments(p)
-    p.add_argument("--schedule", required=True, help='5-field cron, e.g. "*/5 * * * *"')
+    p.add_argument("--cron", help='the schedule (required): 5-field cron as for orchzip schedule, e.g. '
+                   '"*/5 * * * *" (quote it)')
+    p.add_argument("--schedule", dest="cron", help=argparse.SUPPRESS)  # the older spelling
     _common(p, Settings)
     p.set_defaults(func=cmd_schedule)
 
-    p = sub.add_parser("tasks", help="list tasks")
-    p.add_argument("--workspace-id", type=int, help="only tasks of this workspace")
-    p.add_argument("--killed", action="store_true", help="only killed tasks")
+    p = sub.add_parser("run-continuously", help="keep an orchestration running until killed (run_continuously)")
+    _task_start_arguments(p, timeout=False)
     _common(p, Settings)
-    p.set_defaults(func=cmd_tasks)
+    p.set_defaults(func=cmd_run_continuously)
 
-    p = sub.add_parser("task", help="one task and its last runs")
-    p.add_argument("task_id")
-    _common(p, Settings)
-    p.set_defaults(func=cmd_task)
-
-    p = sub.add_parser("runs", help="the runs of a task, newest first")
-    p.add_argument("task_id")
-    p.add_argument("--limit", type=int, help="at most this many")
-    p.add_argument("--status", help="only runs with this status (running, success, failure, killed, timed_out)")
-    _common(p, Settings)
-    p.set_defaults(func=cmd_runs)
-
-    p = sub.add_parser("logs", help="what a run printed")
-    p.add_argument("run_id", help="a run id (or, with --task, a task id: its latest run)")
-    p.add_argument("--task", action="store_true", help="RUN_ID is a task id: show its latest run's logs")
-    p.add_argument("--lines", type=int, help="only the last N lines")
-    p.add_argument("--raw", action="store_true", help="the lines as Wallaroo gives them: time, stream, F|P flag, text")
-    _common(p, Settings)
-    p.set_defaults(func=cmd_logs)
-
-    p = sub.add_parser("kill", help="kill a task (its status becomes pending_kill, then killed)")
-    p.add_argument("task_id")
-    _common(p, Settings)
-    p.set_defaults(func=cmd_kill)
+    from orchzip.commands import remote_tasks
+    remote_tasks.register(sub, Settings)
 
     p = sub.add_parser("orchestrations", help="list uploaded orchestrations")
     p.add_argument("--workspace-id", type=int, help="only this workspace's")

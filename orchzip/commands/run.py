@@ -146,6 +146,7 @@ def cmd_run(args):
         args.name = args.name or target
         args.timeout = args.timeout if args.timeout is not None else recipe["timeout"]
         args.no_env = args.no_env or recipe["no_env"]
+        _take_recipe_options(args, recipe)
         target = recipe["target"]
     from orchzip.commands import continuous
     if args.continuously:
@@ -161,6 +162,22 @@ def cmd_run(args):
         if run["status"] != "success":
             print(f"orchzip: error: {run['error'] or run['status']} (log: {run['log_path']})", file=sys.stderr)
     return 0 if run["status"] == "success" else EXIT_TASK_FAILED
+
+
+def _take_recipe_options(args, recipe):
+    """A declared task's continuously, restart policy, log cap and release, where the command
+    line did not give its own."""
+    args.continuously = args.continuously or recipe["continuously"]
+    flags = {"backoff": "backoff", "max_backoff": "max_backoff", "stable_after": "stable_after",
+             "crash_loop_after": "crash_loop_after"}
+    from orchzip.commands.continuous import DEFAULTS
+    for key, attr in flags.items():
+        if recipe["restart"] and getattr(args, attr) == DEFAULTS[attr]:
+            setattr(args, attr, recipe["restart"][key])
+    if getattr(args, "log_max_bytes", None) is None:
+        args.log_max_bytes = recipe["log_max_bytes"]
+    if getattr(args, "wallaroo_version", None) is None:
+        args.wallaroo_version = recipe["wallaroo_version"]
 
 
 def open_store(args, create=True):

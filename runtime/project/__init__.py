@@ -92,8 +92,10 @@ def export(store, path, include_secrets=False):
 def run_recipe(state_dir, name):
     """What ``orchzip run NAME`` runs for a task or orchestration the state's project declares.
 
-    :returns: a dict of ``target`` (the orchestration folder or zip), ``args``, ``timeout``
-        and ``no_env``; a declared task's own settings, an orchestration's none.
+    :returns: a dict of ``target`` (the orchestration folder or zip), ``args``, ``timeout``,
+        ``no_env``, ``continuously``, ``restart`` (a continuous task's policy, else None),
+        ``log_max_bytes`` and ``wallaroo_version``; a declared task's own settings, an
+        orchestration's none.
     :raises ConfigError: naming the state it looked in and the names it knows. A state that
         does not exist is not created.
     """
@@ -104,14 +106,18 @@ def run_recipe(state_dir, name):
         store = Store(state_dir)
         orchestrations = {o["name"]: o["path"] for o in store.list_project_orchestrations()}
         tasks = {t["name"]: t for t in store.list_project_tasks()}
+    none = {"continuously": False, "restart": None, "log_max_bytes": None, "wallaroo_version": None}
     if name in tasks:
         task = tasks[name]
+        options = dict(none, **task["options"])
         if task["task_id"]:  # scheduled: its settings live in its row of tasks
-            task = dict(task, **{k: store.get_task(task["task_id"])[k] for k in ("args", "timeout", "no_env")})
+            row = store.get_task(task["task_id"])
+            task = dict(task, **{k: row[k] for k in ("args", "timeout", "no_env")})
+            options.update(log_max_bytes=row.get("log_max_bytes"), wallaroo_version=row.get("wallaroo_version"))
         return {"target": orchestrations[task["orchestration"]], "args": task["args"], "timeout": task["timeout"],
-                "no_env": bool(task["no_env"])}
+                "no_env": bool(task["no_env"]), **options}
     if name in orchestrations:
-        return {"target": orchestrations[name], "args": {}, "timeout": None, "no_env": False}
+        return {"target": orchestrations[name], "args": {}, "timeout": None, "no_env": False, **none}
     if store is None:
         raise ConfigError(f"{name!r} is not a zip or a folder, and there is no orchzip state at "
                           f"{os.path.abspath(state_dir)} to find a task of that name in; give a path, or "

@@ -10,6 +10,9 @@ import shutil
 
 from orchzip.runtime.scheduler.clock import to_iso
 
+# A task's settings kept as a recipe's JSON options (the rest have columns).
+OPTION_FIELDS = ("continuously", "restart", "log_max_bytes", "wallaroo_version")
+
 
 def create_workspace(store, change, on_progress):
     store.create_workspace(change.name)
@@ -67,9 +70,10 @@ def delete_orchestration(store, change, on_progress):
 # -- tasks ----------------------------------------------------------------------------------
 def create_task(store, change, on_progress):
     settings = change.desired
-    if settings["schedule"] is None:
+    if settings["schedule"] is None:  # a run-once or continuous recipe: `orchzip run NAME` starts it
         store.put_project_task(change.name, settings["orchestration"], args=settings["args"],
-                               timeout=settings["timeout"], no_env=settings["no_env"])
+                               timeout=settings["timeout"], no_env=settings["no_env"],
+                               options={k: settings[k] for k in OPTION_FIELDS})
         return
     from orchzip.runtime.scheduler.control import schedule_task
     task = schedule_task(
@@ -77,6 +81,7 @@ def create_task(store, change, on_progress):
         timeout=settings["timeout"], tz=settings["tz"], overlap=settings["overlap"],
         misfire_grace=settings["misfire_grace"], retries=settings["retries"],
         retry_backoff=settings["retry_backoff"], no_env=settings["no_env"], on_env_progress=on_progress,
+        log_max_bytes=settings["log_max_bytes"], wallaroo_version=settings["wallaroo_version"],
     )
     store.put_project_task(change.name, settings["orchestration"], task_id=task["id"])
 
@@ -92,11 +97,15 @@ def update_task(store, change, on_progress):
     from orchzip.runtime.scheduler.trigger import CronTrigger
     fields = {k: settings[k] for k in ("timeout", "schedule", "tz", "overlap", "misfire_grace", "retries",
                                        "retry_backoff")}
-    fields.update(args=json.dumps(settings["args"]), no_env=1 if settings["no_env"] else 0)
+    fields.update(args=json.dumps(settings["args"]), no_env=1 if settings["no_env"] else 0,
+                  log_max_bytes=settings["log_max_bytes"])
+    if settings["wallaroo_version"] is not None:
+        fields["wallaroo_version"] = settings["wallaroo_version"]
     if before.get("sha") != settings["sha"] or before["no_env"] != settings["no_env"]:
         fields["source"] = _keep_zip(store, settings)
         if not settings["no_env"]:
-            prepare_environment(fields["source"], on_progress=on_progress)
+            prepare_environment(fields["source"], on_progress=on_progress,
+                                wallaroo_version=settings["wallaroo_version"] or before.get("wallaroo_version"))
     if (before["schedule"], before["tz"]) != (settings["schedule"], settings["tz"]):
         import datetime
         now = datetime.datetime.now(datetime.timezone.utc)

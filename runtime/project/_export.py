@@ -71,8 +71,22 @@ def _task_entry(task):
     for key in keys:
         if key == "schedule" or task[key] != TASK_DEFAULTS.get(key):
             value = task[key]
-            entry[key] = int(value) if isinstance(value, float) and value.is_integer() else value  # 600, not 600.0
+            entry[key] = _number(value)
+    if task.get("continuously"):
+        from orchzip.runtime.continuous import RestartPolicy
+        default = RestartPolicy()
+        entry["continuously"] = True
+        defaults = {"backoff": default.backoff, "max_backoff": default.max_backoff,
+                    "stable_after": default.stable_seconds, "crash_loop_after": default.crash_loop_after}
+        entry.update({k: _number(v) for k, v in (task.get("restart") or {}).items() if v != defaults.get(k)})
+    for key in ("log_max_bytes", "wallaroo_version"):
+        if task.get(key) is not None:
+            entry[key] = task[key]
     return entry
+
+
+def _number(value):
+    return int(value) if isinstance(value, float) and value.is_integer() else value  # 600, not 600.0
 
 
 def _zip_orchestration(orchestrations, base_dir, source):

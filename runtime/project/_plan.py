@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 
+from orchzip.runtime.project._apply import OPTION_FIELDS
 from orchzip.runtime.scheduler.policies import DEFAULT_MISFIRE_GRACE, DEFAULT_OVERLAP, DEFAULT_RETRY_BACKOFF
 
 __all__ = ["Change", "Plan", "make_plan", "apply_plan", "current_state", "KINDS"]
@@ -19,7 +20,10 @@ __all__ = ["Change", "Plan", "make_plan", "apply_plan", "current_state", "KINDS"
 KINDS = ("workspace", "connection", "pipeline", "orchestration", "task")
 LIVE = ("pending", "started", "failed", "success", "timed_out")  # a scheduled task that still fires
 SCHEDULE_FIELDS = ("schedule", "tz", "overlap", "misfire_grace", "retries", "retry_backoff")
-PATH_TYPES = ("DUCKDB", "FILE")  # connection types whose details.path is a local file
+PATH_TYPES = ("DUCKDB", "FILE")
+# Settings a task resolves when it is made (a default then read from the environment): one the
+# file leaves out is no change.
+RESOLVED_WHEN_MADE = ("wallaroo_version",)  # connection types whose details.path is a local file
 
 
 class Change:
@@ -34,7 +38,8 @@ class Change:
         if self.action != "update":
             return []
         return sorted(k for k in set(self.current) | set(self.desired)
-                      if k not in ("task_id", "source") and self.current.get(k) != self.desired.get(k))
+                      if k not in ("task_id", "source") and self.current.get(k) != self.desired.get(k)
+                      and not (k in RESOLVED_WHEN_MADE and self.desired.get(k) is None))
 
     def as_dict(self):
         return {"action": self.action, "kind": self.kind, "name": self.name, "changed": self.changed_keys}
@@ -93,7 +98,22 @@ def _task_settings(task):
         "misfire_grace": (DEFAULT_MISFIRE_GRACE if task.misfire_grace is None else task.misfire_grace) if scheduled else None,
         "retries": (task.retries or 0) if scheduled else None,
         "retry_backoff": (task.retry_backoff or DEFAULT_RETRY_BACKOFF) if scheduled else None,
+        **_task_options(task),
     }
+
+
+def _task_options(task):
+    """What a task declares beyond args, timeout and schedule: kept with a run-once or
+    continuous recipe (its ``options``), or in a scheduled task's own row."""
+    from orchzip.runtime.continuous import RestartPolicy
+    restart = None
+    if task.continuously:
+        default = RestartPolicy()
+        restart = {"backoff": task.backoff or default.backoff, "max_backoff": task.max_backoff or default.max_backoff,
+                   "stable_after": task.stable_after or default.stable_seconds,
+                   "crash_loop_after": task.crash_loop_after or default.crash_loop_after}
+    return {"continuously": task.continuously, "restart": restart, "log_max_bytes": task.log_max_bytes,
+            "wallaroo_version": task.wallaroo_version}
 
 
 def desired_state(project, base_dir):
@@ -133,7 +153,8 @@ def current_state(store):
         if row["task_id"] is None:
             state["task"][row["name"]] = {
                 "orchestration": row["orchestration"], "args": row["args"], "timeout": row["timeout"],
-                "no_env": bool(row["no_env"]), **{k: None for k in SCHEDULE_FIELDS}}
+                "no_env": bool(row["no_env"]), **{k: None for k in SCHEDULE_FIELDS},
+                **{k: row["options"].get(k) for k in OPTION_FIELDS}, "continuously": bool(row["options"].get("continuously"))}
         else:
             owned[row["task_id"]] = row
     for task in store.list_tasks(kind="scheduled"):
@@ -148,7 +169,8 @@ def current_state(store):
 
 def _scheduled_settings(task):
     return {"args": task["args"], "timeout": task["timeout"], "no_env": bool(task["no_env"]),
-            **{k: task[k] for k in SCHEDULE_FIELDS}}
+            **{k: task[k] for k in SCHEDULE_FIELDS}, "continuously": False, "restart": None,
+            "log_max_bytes": task.get("log_max_bytes"), "wallaroo_version": task.get("wallaroo_version")}
 
 
 def _free_name(taken, name):
@@ -225,8 +247,10 @@ def _diff(kind, current, desired):
 
 
 def _task_differs(current, desired):
-    keys = ("args", "timeout", "no_env", *SCHEDULE_FIELDS, "sha")
+    keys = ("args", "timeout", "no_env", *SCHEDULE_FIELDS, "sha", "continuously", "restart", "log_max_bytes")
     if any(current.get(k) != desired.get(k) for k in keys):
+        return True
+    if any(desired.get(k) is not None and current.get(k) != desired[k] for k in RESOLVED_WHEN_MADE):
         return True
     # An unowned scheduled task adopted by name is no change; a renamed orchestration is.
     return current.get("orchestration") not in (None, desired["orchestration"])

@@ -31,7 +31,8 @@ from orchzip.runtime.project._plan import KINDS, Change, connection_details
 __all__ = ["RemotePlan", "make_remote_plan", "apply_remote_plan", "LOCAL_ONLY_TASK_KEYS"]
 
 # Task settings the MLOps API has no field for: they shape local runs only.
-LOCAL_ONLY_TASK_KEYS = ("tz", "overlap", "misfire_grace", "retries", "retry_backoff", "no_env")
+LOCAL_ONLY_TASK_KEYS = ("tz", "overlap", "misfire_grace", "retries", "retry_backoff", "no_env", "backoff",
+                        "max_backoff", "stable_after", "crash_loop_after", "log_max_bytes", "wallaroo_version")
 RUN_TYPES = {"Oneshot": "run_once", "CronJob": "scheduled", "NetworkService": "continuous"}
 GONE = ("killed", "pending_kill")  # a task that is, or is becoming, killed: no longer the file's
 
@@ -116,7 +117,7 @@ def _desired_orchestrations(project, base_dir, builds_dir):
 
 
 def task_kind(task):
-    if getattr(task, "continuous", False):
+    if task.continuously:
         return "continuous"
     return "run_once" if task.schedule is None else "scheduled"
 

@@ -17,8 +17,9 @@ __all__ = ["Project", "ProjectFileError", "load_project", "SCHEDULE_ONLY"]
 
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
 Name = Field(pattern=NAME_PATTERN)
-# Task settings that only mean something with a cron schedule.
+# Task settings that only mean something with a cron schedule, or for a continuous task.
 SCHEDULE_ONLY = ("tz", "overlap", "misfire_grace", "retries", "retry_backoff")
+CONTINUOUS_ONLY = ("backoff", "max_backoff", "stable_after", "crash_loop_after")
 
 
 class ProjectFileError(ConfigError):
@@ -68,6 +69,30 @@ class Task(_Strict):
     retries: Optional[int] = Field(default=None, ge=0)
     retry_backoff: Optional[float] = Field(default=None, gt=0)
     no_env: bool = False
+    # As `orchzip run --continuously` and Wallaroo's run_continuously: kept running until killed.
+    continuously: bool = False
+    backoff: Optional[float] = Field(default=None, gt=0)
+    max_backoff: Optional[float] = Field(default=None, gt=0)
+    stable_after: Optional[float] = Field(default=None, gt=0)
+    crash_loop_after: Optional[int] = Field(default=None, ge=1)
+    log_max_bytes: Optional[Any] = None  # bytes, or a size such as 16MiB or 512k
+    wallaroo_version: Optional[str] = None  # this task's release (default: the project's)
+
+    @field_validator("log_max_bytes")
+    @classmethod
+    def _size(cls, value):
+        from orchzip.runtime.task_logs import resolve_max_bytes
+        if value is None:
+            return None
+        try:
+            return resolve_max_bytes(value)
+        except OrchzipError as err:
+            raise ValueError(str(err).replace("--log-max-bytes must", "must")) from None
+
+    @field_validator("wallaroo_version", mode="before")
+    @classmethod
+    def _task_release(cls, value):
+        return _known_release(value)
 
     @field_validator("schedule")
     @classmethod
@@ -83,9 +108,16 @@ class Task(_Strict):
 
     @model_validator(mode="after")
     def _schedule_settings(self):
+        if self.continuously and self.schedule is not None:
+            raise ValueError("a task runs on a schedule or continuously, not both: remove schedule or continuously")
+        if self.continuously and self.timeout is not None:
+            raise ValueError("timeout does not apply to a continuous task, which runs until killed: remove it")
         stray = [key for key in SCHEDULE_ONLY if getattr(self, key) is not None]
         if self.schedule is None and stray:
             raise ValueError(f"{', '.join(stray)} only apply to a scheduled task: add schedule: \"CRON\" or remove them")
+        stray = [key for key in CONTINUOUS_ONLY if getattr(self, key) is not None]
+        if not self.continuously and stray:
+            raise ValueError(f"{', '.join(stray)} only apply to a continuous task: add continuously: true or remove them")
         return self
 
 
@@ -102,10 +134,14 @@ class Project(_Strict):
     @field_validator("wallaroo_version", mode="before")
     @classmethod
     def _known_release(cls, value):
-        from orchzip.runtime.wallaroo_versions import KNOWN_VERSIONS
-        if value is not None and str(value) not in KNOWN_VERSIONS:
-            raise ValueError(f"unknown Wallaroo version {value!r}; orchzip knows: {', '.join(KNOWN_VERSIONS)}")
-        return None if value is None else str(value)
+        return _known_release(value)
+
+
+def _known_release(value):
+    from orchzip.runtime.wallaroo_versions import KNOWN_VERSIONS
+    if value is not None and str(value) not in KNOWN_VERSIONS:
+        raise ValueError(f"unknown Wallaroo version {value!r}; orchzip knows: {', '.join(KNOWN_VERSIONS)}")
+    return None if value is None else str(value)
 
 
 def _as_value_error(make):

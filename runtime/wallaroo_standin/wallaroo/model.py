@@ -64,6 +64,11 @@ class Model(LocalSurface):
 ModelVersion = Model
 
 
+# Frameworks whose models run in worker processes of their own environments (orchzip_shim.model_workers).
+WORKER_FRAMEWORKS = ("python", "custom", "sklearn", "xgboost")
+CHECK_TIMEOUT = 1800  # seconds: the first check of a framework builds its environment
+
+
 def check_framework(name, framework, path, input_schema=None, output_schema=None):
     """The spec fields of a model uploaded in the task (see ``Model.spec``), or one line why not."""
     value = getattr(framework, "value", framework)
@@ -76,11 +81,37 @@ def check_framework(name, framework, path, input_schema=None, output_schema=None
         if not os.path.isfile(path):
             raise ConfigError(f"upload_model({name!r}): an ONNX model is a file, and {path} is not one")
         return {"framework": "onnx", **schemas}
+    if value in WORKER_FRAMEWORKS:
+        return _checked_by_orchzip(name, value, path, schemas)
     raise NotAvailableLocally(
         f"wallaroo.Client.upload_model with framework {value or 'unknown'} for {path} is not "
-        f"available in an orchzip local run (local pipelines run ONNX models: "
-        f"framework=Framework.ONNX and a .onnx file)"
+        f"available in an orchzip local run (local pipelines run {', '.join(('onnx',) + WORKER_FRAMEWORKS)} models)"
     )
+
+
+def _checked_by_orchzip(name, framework, path, schemas):
+    """The spec fields of a non-ONNX model, from orchzip's check at the door (runtime/model_check.py)."""
+    import json
+    import subprocess
+
+    from ._local import state
+    python = state().context.get("orchzip_python")
+    if not python:
+        raise NotAvailableLocally(f"wallaroo.Client.upload_model of a {framework} model needs a run started by "
+                                  f"a newer 'orchzip run'")
+    if not os.path.exists(path):
+        raise ConfigError(f"upload_model({name!r}): the model file {path} does not exist")
+    request = {"name": name, "framework": framework, "path": path, **schemas}
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "ORCHZIP_CONTEXT")}
+    try:
+        done = subprocess.run([python, "-m", "orchzip.runtime.model_check"], input=json.dumps(request),
+                              capture_output=True, text=True, timeout=CHECK_TIMEOUT, env=env)
+    except subprocess.TimeoutExpired:
+        raise ConfigError(f"upload_model({name!r}): checking the model took over {CHECK_TIMEOUT} s") from None
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        raise ConfigError(f"upload_model({name!r}): {lines[-1] if lines else 'the model check failed'}")
+    return dict(json.loads(done.stdout), framework=framework)
 
 
 def _encoded(schema, what):
