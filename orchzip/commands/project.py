@@ -111,7 +111,7 @@ def _print_plan(plan, path, state_dir):
 
 
 def cmd_apply_remote(args):
-    from orchzip.commands.remote import client_from_args
+    from orchzip.commands._instance import client_from_args
     from orchzip.runtime import project
     path = _project_file(args)
     client = client_from_args(args)
