@@ -4,7 +4,7 @@ import os
 import sys
 
 from orchzip.errors import ConfigError
-from orchzip.commands._output import add_json_flag, print_json
+from orchzip.commands._output import add_json_flag, env_progress, note, print_json
 
 APPLY_HELP = """\
 Make the local state match orchzip.yaml: create, update and delete workspaces, connections,
@@ -89,7 +89,7 @@ def cmd_apply(args):
         if not args.json:
             _print_plan(plan, path, state_dir)
         if plan.changes and not args.dry_run:
-            project.apply(store, plan, on_env_progress=_show_progress)
+            project.apply(store, plan, on_env_progress=env_progress)
         elif plan.adoptions and not args.dry_run:
             project.apply(store, plan)  # only records tasks the file names as the project's
         if args.json:
@@ -125,17 +125,13 @@ def cmd_apply_remote(args):
         started = {}
         if plan.changes and not args.dry_run:
             started = project.apply_remote(client, plan, wait_timeout=args.wait_timeout,
-                                           on_progress=None if args.json else _show_progress)
+                                           on_progress=None if args.json else note)
         if args.json:
             print_json({"file": path, "remote": where, "dry_run": args.dry_run,
                         "changes": [c.as_dict() for c in plan.changes], **plan.counts(), "notes": plan.notes,
                         "started": started})
         elif plan.changes:
             print("dry run: nothing changed" if args.dry_run else "applied")
-
-
-def _show_progress(line):
-    print(line, file=sys.stderr, flush=True)
 
 
 def cmd_export(args):

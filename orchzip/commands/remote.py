@@ -15,7 +15,8 @@ EXIT_FAILED = 1
 
 
 def _note(text):
-    print(text, file=sys.stderr, flush=True)
+    from orchzip.commands._output import note
+    note(text)
 
 
 def _show(args, value, lines):
