@@ -14,8 +14,8 @@ All three run in the same task environment (the same interpreter, duckdb and onn
 the generated orchestrations share houseprice_local's requirements.txt). Output rows are
 counted with a query after every run. Prints min and median of each side, A's speed against
 B (target >= 1.0, aim 1.3) and against C (target >= 0.5), the CPU seconds each side used
-(orchzip run and its task, from the kernel's accounting of waited-for children) and A's peak
-RSS (orchzip run and its task, sampled every 50 ms).
+(orchzip run and its task, from the kernel's accounting of waited-for children) and the peak
+RSS of A and B (orchzip run and its task, sampled every 50 ms), and the load average.
 """
 
 import argparse
@@ -33,6 +33,7 @@ import time
 
 import numpy as np
 import pyarrow as pa
+from orchzip_shim import DEFAULT_BATCH_SIZE
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_MODEL = os.path.join(os.path.dirname(REPO), "shared", "wallaroo-tutorial-data", "rf_model.onnx")
@@ -204,7 +205,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--pairs", type=int, default=5, help="alternating pairs after the warm-up (default 5)")
-    parser.add_argument("--batch-size", type=int, default=10_000, help="rows per batch on every side")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                        help=f"rows per batch on every side (default: the shim's, {DEFAULT_BATCH_SIZE:,})")
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--no-env", action="store_true", help="run the tasks in orchzip's own Python")
     opts = parser.parse_args()
@@ -223,11 +225,13 @@ def main():
             "C": [orchestration(os.path.join(tmp, "ceiling"), CEILING_SCRIPT.format(**fill))],
         }
         outputs = {"A": "house_results", "B": "script_results"}
-        wall, cpu, peak, ceiling = {"A": [], "B": []}, {"A": [], "B": []}, [], []
+        wall, cpu, peak, ceiling = {"A": [], "B": []}, {"A": [], "B": []}, {"A": [], "B": []}, []
+        loads = []  # the 1-minute load average when each measured run started
         for side in "ABC":  # warm-up: environments built, files cached; not counted
             orchzip_run(state_dir, sides[side][0], sides[side][1:] + extra)
         for pair in range(opts.pairs):
             for side in ("AB" if pair % 2 == 0 else "BA") + "C":
+                loads.append(os.getloadavg()[0])
                 seconds, cpu_seconds, mib, run = orchzip_run(state_dir, sides[side][0], sides[side][1:] + extra)
                 if side == "C":
                     ceiling.append(ceiling_seconds(run))
@@ -237,8 +241,7 @@ def main():
                     sys.exit(f"side {side} wrote {written:,} rows, not {opts.rows:,}")
                 wall[side].append(seconds)
                 cpu[side].append(cpu_seconds)
-                if side == "A":
-                    peak.append(mib)
+                peak[side].append(mib)
 
     rows = opts.rows
     print(f"rows: {rows:,}  batch size: {opts.batch_size:,}  model: {os.path.basename(opts.model)}  "
@@ -254,7 +257,9 @@ def main():
     print(f"CPU seconds per run, median: A {statistics.median(cpu['A']):.2f}, B {statistics.median(cpu['B']):.2f}"
           f"  (A keeps {statistics.median(cpu['A']) / statistics.median(wall['A']):.2f} cores busy, "
           f"B {statistics.median(cpu['B']) / statistics.median(wall['B']):.2f})")
-    print(f"peak RSS of A, orchzip run and its task: {max(peak):,.0f} MiB")
+    print(f"peak RSS, orchzip run and its task: A {max(peak['A']):,.0f} MiB, B {max(peak['B']):,.0f} MiB")
+    print(f"load average (1 min) as the measured runs started: min {min(loads):.1f}, median "
+          f"{statistics.median(loads):.1f}, max {max(loads):.1f} on {os.cpu_count()} cores")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ The Wallaroo BigQuery tutorial's job on embedded parts. Task args (all optional)
   output_connection  connection to write         (default "houseprice_results")
   pipeline           pipeline to infer with      (default "houseprice")
   mode               "overwrite" or "append"     (default "overwrite")
-  batch_size         rows per batch              (default 10000)
+  batch_size         rows per batch              (default 100000)
 """
 
 import orchzip_shim
@@ -21,5 +21,5 @@ sink = task.connection(args.get("output_connection", "houseprice_results")).sink
     rename=lambda column: column.replace(".", "_"),
 )
 
-stats = orchzip_shim.run(source, pipeline, sink, batch_size=int(args.get("batch_size", 10_000)))
+stats = orchzip_shim.run(source, pipeline, sink, batch_size=int(args.get("batch_size", orchzip_shim.DEFAULT_BATCH_SIZE)))
 print(stats.summary())

@@ -8,9 +8,12 @@ from orchzip.commands._output import add_json_flag, env_progress, note, print_js
 
 APPLY_HELP = """\
 Make the local state match orchzip.yaml: create, update and delete workspaces, connections,
-pipelines, orchestrations and tasks so that the state holds what the file declares and
+models, pipelines, orchestrations and tasks so that the state holds what the file declares and
 nothing else (workspaces are never deleted). The plan is printed first; --dry-run stops
 there. Applying the same file twice changes nothing the second time.
+
+A model whose file changed is uploaded as its next version, and pipelines whose steps name it
+without a version (steps: [MODEL]) move to that version; MODEL:N keeps version N.
 
 Scheduled tasks are registered as `orchzip schedule` does (their orchestration built into a
 zip, their environment prepared); `orchzip scheduler` fires them. Run-once and continuous
@@ -27,7 +30,7 @@ details are read from your environment, as the instance stores details as they a
 orchestrations are uploaded when their zip changed and waited for until ready, and tasks are
 started: a run-once task runs once per zip and args, a scheduled or continuous one replaces
 its predecessor when it changed, and one the file no longer names is killed. Nothing the file
-does not name is deleted. Pipelines and local-only task settings (tz, overlap, misfire_grace,
+does not name is deleted. Models, pipelines and local-only task settings (tz, overlap, misfire_grace,
 retries, retry_backoff, no_env) are listed as notes and not applied.
 """
 

@@ -258,6 +258,9 @@ def _notes(project):
     if project.pipelines:
         notes.append(f"pipelines are not applied to an instance ({', '.join(sorted(project.pipelines))}): "
                      "deploy their models there with the wallaroo SDK")
+    if project.models:
+        notes.append(f"models are not uploaded to an instance ({', '.join(sorted(project.models))}): "
+                     "upload them there with the wallaroo SDK (wl.upload_model)")
     for name, task in project.tasks.items():
         local = [k for k in LOCAL_ONLY_TASK_KEYS if getattr(task, k, None) not in (None, False)]
         if local:

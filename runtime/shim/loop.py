@@ -16,7 +16,9 @@ from .events import EventWriter
 
 __all__ = ["RunStats", "run", "DEFAULT_BATCH_SIZE"]
 
-DEFAULT_BATCH_SIZE = 10_000
+# Rows per batch unless the caller says: 100k rows (about 15 MB of house rows) took 4% less CPU
+# than 10k for 1M rows, for about 90 MB more at peak (a few batches are in flight).
+DEFAULT_BATCH_SIZE = 100_000
 QUEUE_DEPTH = 2  # batches waiting between two stages
 _END = object()
 
