@@ -123,8 +123,8 @@ def cmd_apply_remote(args):
     with project.plan_remote(client, path) as plan:
         if not args.json:
             _print_plan(plan, path, where)
-            for note in plan.notes:
-                print(f"note: {note}", file=sys.stderr)
+            for text in plan.notes:
+                print(f"note: {text}", file=sys.stderr)
         started = {}
         if plan.changes and not args.dry_run:
             started = project.apply_remote(client, plan, wait_timeout=args.wait_timeout,
@@ -152,8 +152,8 @@ def cmd_export(args):
     else:
         _write_new(target, text, args.force)
         print(f"wrote {target}", file=sys.stderr)
-    for note in notes:
-        print(f"note: {note}", file=sys.stderr)
+    for text in notes:
+        print(f"note: {text}", file=sys.stderr)
 
 
 def _write_new(target, text, force):
