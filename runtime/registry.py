@@ -86,7 +86,7 @@ def upload_model(store, name, path, framework="onnx", input_schema=None, output_
     :param framework: one of :data:`FRAMEWORKS` (default onnx).
     :param input_schema: a ``pyarrow.Schema`` or its JSON form (see ``model_schemas``);
         required where Wallaroo requires it (the frameworks' check says so).
-    :param requirements: a requirements.txt for the model's own environment (non-ONNX).
+    :param requirements: a requirements.txt for the model's own environment (non-ONNX), or its lines.
     :param workspace: the name of the workspace the model is in (default: none).
     :param on_progress: called with one line of text while a model environment builds.
     """
@@ -96,7 +96,7 @@ def upload_model(store, name, path, framework="onnx", input_schema=None, output_
     source = _source(path)
     workspace_id = store.get_workspace(workspace)["id"] if workspace else None
     schemas = (coerce_schema(input_schema, "--input-schema"), coerce_schema(output_schema, "--output-schema"))
-    if requirements is not None and not os.path.isfile(requirements):
+    if isinstance(requirements, (str, os.PathLike)) and not os.path.isfile(requirements):
         raise ConfigError(f"--requirements {requirements}: no such file")
     if framework == "onnx":
         check_model_file(source, name)
@@ -126,10 +126,13 @@ def upload_model(store, name, path, framework="onnx", input_schema=None, output_
     return get_model(store, name, version)
 
 
-def _read_text(path):
-    if path is None:
+def _read_text(requirements):
+    """The requirements' text: from a file, or its lines."""
+    if requirements is None:
         return None
-    with open(path, encoding="utf-8") as fh:
+    if not isinstance(requirements, (str, os.PathLike)):
+        return "".join(f"{line}\n" for line in requirements)
+    with open(requirements, encoding="utf-8") as fh:
         return fh.read(1 << 20)
 
 
