@@ -540,3 +540,58 @@ def test_a_task_started_by_orchzip_run_finds_the_worker_and_logs_the_models_prin
     logs = orchzip_cli("runs", "logs", "--last")
     assert "model saw 2 rows" in logs.out
     assert "totals [6.0, 3.0]" in logs.out
+
+
+def test_closing_a_step_with_a_batch_in_flight_stops_it_at_once(tmp_path, model_python):
+    import threading
+    path = write(tmp_path, "faulty.py", FAULTY)
+    step = WorkerStep(spec_for(path, model_python, name="faulty"), timeout=600)
+    step.start()
+    failures = []
+
+    def infer():
+        try:
+            step.process(tensor_batch([[3, 0, 0]]))  # hangs in the model
+        except ModelError as err:
+            failures.append(str(err))
+
+    caller = threading.Thread(target=infer)
+    caller.start()
+    wait_for(lambda: step._lock.locked(), timeout=10, what="the batch to be in flight")
+    time.sleep(0.3)
+    step.close()
+    caller.join(timeout=10)
+    assert not caller.is_alive()
+    assert failures == ["model 'faulty' stopped on row 0: its worker was killed by SIGKILL"]
+
+
+def test_batches_larger_than_the_pipe_cross_whole(tmp_path, model_python):
+    path = write(tmp_path, "step.py", SUM_MODEL)
+    rows = np.random.default_rng(3).normal(size=(300_000, 3)).astype(np.float32)  # 3.6 MB each way
+    column = pa.FixedSizeListArray.from_arrays(pa.array(rows.reshape(-1)), 3)
+    with WorkerStep(spec_for(path, model_python)) as step:
+        out = step.process(pa.RecordBatch.from_arrays([column], schema=TENSOR_IN))
+    assert out.num_rows == 300_000
+    np.testing.assert_allclose(out.column(0).to_numpy(), rows.sum(axis=1), rtol=1e-6)
+    assert np.array_equal(out.column(1).flatten().to_numpy().reshape(-1, 3), rows * 2)
+
+
+def test_a_byop_model_zipped_as_its_folder_loads_as_wallaroo_takes_it(tmp_path):
+    folder = byop_folder(tmp_path)
+    archive = tmp_path / "byop.zip"
+    with zipfile.ZipFile(archive, "w") as zf:  # a zip of the folder itself: byop/byop.py, byop/artifacts/...
+        for root, _dirs, files in os.walk(folder):
+            for name in files:
+                full = os.path.join(root, name)
+                zf.write(full, os.path.relpath(full, tmp_path))
+    fields = check_upload("scaler", "custom", archive, input_schema=TENSOR_IN, output_schema=SUM_OUT)
+    with WorkerStep({"name": "scaler", "path": str(archive), **fields}) as step:
+        assert step.process(tensor_batch([[1, 1, 1]])).to_pydict()["total"] == [30.0]
+
+
+def test_a_model_whose_import_fails_is_refused_at_upload_in_one_line(tmp_path):
+    path = write(tmp_path, "step.py", "import numpy as np\nimport not_installed_anywhere\n" + textwrap.dedent(SUM_MODEL))
+    with pytest.raises(ModelError) as err:
+        check_upload("m", "python", path, input_schema=TENSOR_IN, output_schema=SUM_OUT)
+    assert str(err.value) == (f"cannot load model 'm' (python, {path}): ModuleNotFoundError: No module named "
+                              f"'not_installed_anywhere' (step.py, line 2, in <module>)")

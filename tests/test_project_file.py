@@ -226,7 +226,7 @@ def test_run_name_runs_a_declared_task_with_its_args(project):
     (lambda t: t.replace("    timeout: 600", "    timeout: 600\n    retries: 1"),
      "orchzip.yaml:17: tasks.score: retries only apply to a scheduled task"),
     (lambda t: "pipelines:\n  p: {}\n" + t.replace("pipelines:\n", ""),
-     "orchzip.yaml:2: pipelines.p.model: required key missing"),
+     "orchzip.yaml:2: pipelines.p: give a pipeline either model: FILE.onnx or steps: [MODEL, ...]"),
     (lambda t: t.replace("    no_env: true", "    no_env: true\n    continuously: true"),
      "orchzip.yaml:21: tasks.nightly: a task runs on a schedule or continuously, not both"),
     (lambda t: t.replace("    timeout: 600", "    continuously: true\n    timeout: 600"),
@@ -326,6 +326,67 @@ def test_read_only_commands_create_no_state_and_missing_names_say_where_they_loo
     ok(orchzip("workspaces", "create", "team", cwd=tmp_path))
     missing = orchzip("tasks", "status", "abc", cwd=tmp_path)
     assert missing.stderr.rstrip().endswith(f"(looked in the state at {tmp_path / '.orchzip'})")
+
+
+MODELS_PROJECT = """\
+models:
+  houseprice:
+    file: model.onnx
+  scaler:
+    file: scale.onnx
+    input_schema: {x: "list<float32>"}
+    requirements: [numpy]
+pipelines:
+  chained:
+    steps: [houseprice, scaler]
+  pinned:
+    steps: ["scaler:1"]
+  plain:
+    model: model.onnx
+"""
+
+
+def test_models_and_pipeline_steps_apply_update_to_new_versions_and_export_back(tmp_path):
+    sys.path.insert(0, os.path.join(REPO, "tests"))
+    from support.onnx_models import scaling_model
+    root = tmp_path / "proj"
+    root.mkdir()
+    shutil.copy(EXAMPLE_MODEL, root / "model.onnx")
+    scaling_model(root / "scale.onnx", 2.0)
+    (root / "orchzip.yaml").write_text(MODELS_PROJECT)
+    first = ok(orchzip("apply", cwd=root)).stdout
+    assert "+ model houseprice" in first and "+ pipeline chained" in first
+    assert "nothing to change" in ok(orchzip("apply", cwd=root)).stdout
+    pipelines = {p["name"]: p["steps"] for p in json.loads(ok(orchzip("pipelines", "list", "--json", cwd=root)).stdout)}
+    assert pipelines == {"chained": ["houseprice:1", "scaler:1"], "pinned": ["scaler:1"], "plain": []}
+
+    scaling_model(root / "scale.onnx", 3.0)  # a changed file is the model's next version
+    second = ok(orchzip("apply", cwd=root)).stdout
+    assert "~ model scaler: sha256 changed" in second and "~ pipeline chained: steps changed" in second
+    assert "pinned" not in second
+    pipelines = {p["name"]: p["steps"] for p in json.loads(ok(orchzip("pipelines", "list", "--json", cwd=root)).stdout)}
+    assert pipelines["chained"] == ["houseprice:1", "scaler:2"] and pipelines["pinned"] == ["scaler:1"]
+    assert "nothing to change" in ok(orchzip("apply", cwd=root)).stdout
+
+    exported = ok(orchzip("export", "-o", "-", cwd=root)).stdout
+    assert "file: scale.onnx" in exported and "x: list<float>" in exported and "- numpy" in exported
+    assert "- scaler:1" in exported and "model: model.onnx" in exported
+    (root / "exported.yaml").write_text(exported)
+    other = tmp_path / "other-state"
+    ok(orchzip("--state-dir", str(other), "apply", "-f", "exported.yaml", cwd=root))
+    again = ok(orchzip("--state-dir", str(other), "export", "-o", "-", cwd=root)).stdout
+    assert again.replace("- scaler:1", "- scaler") == exported.replace("- scaler:1", "- scaler")
+
+
+def test_steps_must_name_declared_models(tmp_path):
+    (tmp_path / "orchzip.yaml").write_text("models: {}\npipelines:\n  p:\n    steps: [nothing, 'x:y']\n")
+    refused = orchzip("apply", cwd=tmp_path)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "orchzip.yaml:4: pipelines.p.steps[0]: model 'nothing' is not declared under models:" in refused.stderr
+    (tmp_path / "orchzip.yaml").write_text("pipelines:\n  q: {}\n")
+    refused = orchzip("apply", cwd=tmp_path)
+    assert refused.returncode == 2
+    assert "orchzip.yaml:2: pipelines.q: give a pipeline either model: FILE.onnx or steps: [MODEL, ...]" in refused.stderr
 
 
 CONTINUOUS = """\

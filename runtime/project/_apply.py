@@ -42,11 +42,37 @@ def _set_workspaces(store, name, workspaces):
         store.add_connection_to_workspace(connection["id"], ids[workspace])
 
 
+# -- models ---------------------------------------------------------------------------------
+def create_model(store, change, on_progress):
+    """Upload the model as the next version of its name (a changed file is a new version)."""
+    from orchzip.runtime.registry import upload_model
+    settings = change.desired
+    requirements = settings["requirements"].splitlines() if settings["requirements"] is not None else None
+    upload_model(store, change.name, settings["file"], framework=settings["framework"],
+                 input_schema=settings["input_schema"], output_schema=settings["output_schema"],
+                 requirements=requirements, workspace=settings["workspace"], tensor_column=settings["tensor_column"],
+                 on_progress=on_progress)
+
+
+update_model = create_model
+
+
+def delete_model(store, change, on_progress):
+    from orchzip.runtime.registry import delete_model as delete_versions
+    delete_versions(store, change.name)
+
+
 # -- pipelines and orchestrations -------------------------------------------------------------
 def create_pipeline(store, change, on_progress):
-    workspace = change.desired["workspace"]
-    store.create_pipeline(change.name, change.desired["model"], tensor_column=change.desired["tensor_column"],
-                          replace=True, workspace_id=store.get_workspace(workspace)["id"] if workspace else None)
+    from orchzip.runtime.registry import create_pipeline as create_of_steps
+    settings, workspace = change.desired, change.desired["workspace"]
+    workspace_id = store.get_workspace(workspace)["id"] if workspace else None
+    if settings.get("steps"):
+        create_of_steps(store, change.name, settings["steps"], tensor_column=settings["tensor_column"],
+                        replace=True, workspace_id=workspace_id)
+        return
+    store.create_pipeline(change.name, settings["model"], tensor_column=settings["tensor_column"],
+                          replace=True, workspace_id=workspace_id)
 
 
 update_pipeline = create_pipeline

@@ -50,8 +50,9 @@ def export_project(store, base_dir, include_secrets=False):
         tasks[name] = _task_entry(t)
     for key, value in (
         ("connections", connections),
-        ("pipelines", {n: _drop_empty({"model": _relative(base_dir, p["model"]), "tensor_column": p["tensor_column"],
-                                       "workspace": p["workspace"]})
+        ("models", {n: _model_entry(base_dir, m) for n, m in state["model"].items()}),
+        ("pipelines", {n: _drop_empty({"model": _relative(base_dir, p["model"]), "steps": p["steps"],
+                                       "tensor_column": p["tensor_column"], "workspace": p["workspace"]})
                        for n, p in state["pipeline"].items()}),
         ("orchestrations", orchestrations), ("tasks", tasks),
     ):
@@ -63,6 +64,16 @@ def export_project(store, base_dir, include_secrets=False):
 def dump_project(data):
     """The YAML text of ``data``, keys in the order written, with a header comment."""
     return HEADER + yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
+
+
+def _model_entry(base_dir, model):
+    """A registered model's newest version as the file declares it (requirements as their lines)."""
+    requirements = model["requirements"].splitlines() if model["requirements"] is not None else None
+    return _drop_empty({"file": _relative(base_dir, model["file"]),
+                        "framework": None if model["framework"] == "onnx" else model["framework"],
+                        "input_schema": model["input_schema"], "output_schema": model["output_schema"],
+                        "requirements": requirements, "tensor_column": model["tensor_column"],
+                        "workspace": model["workspace"]})
 
 
 def _task_entry(task):

@@ -17,7 +17,8 @@ from orchzip.runtime.scheduler.policies import DEFAULT_MISFIRE_GRACE, DEFAULT_OV
 
 __all__ = ["Change", "Plan", "make_plan", "apply_plan", "current_state", "KINDS"]
 
-KINDS = ("workspace", "connection", "pipeline", "orchestration", "task")
+# In this order things are created; deleted in the reverse (a pipeline goes before its models).
+KINDS = ("workspace", "connection", "model", "pipeline", "orchestration", "task")
 LIVE = ("pending", "started", "failed", "success", "timed_out")  # a scheduled task that still fires
 SCHEDULE_FIELDS = ("schedule", "tz", "overlap", "misfire_grace", "retries", "retry_backoff")
 PATH_TYPES = ("DUCKDB", "FILE")
@@ -124,8 +125,9 @@ def desired_state(project, base_dir):
                    "workspaces": sorted(c.workspaces)}
             for name, c in project.connections.items()
         },
-        "pipeline": {name: {"model": _absolute(base_dir, p.model), "tensor_column": p.tensor_column,
-                            "workspace": p.workspace}
+        "model": {name: _model_settings(base_dir, m) for name, m in project.models.items()},
+        "pipeline": {name: {"model": _absolute(base_dir, p.model) if p.model else None, "steps": list(p.steps),
+                            "tensor_column": p.tensor_column, "workspace": p.workspace}
                      for name, p in project.pipelines.items()},
         "orchestration": {name: {"path": _absolute(base_dir, o.path), "workspace": o.workspace}
                           for name, o in project.orchestrations.items()},
@@ -141,9 +143,8 @@ def current_state(store):
         "workspace": {w["name"]: {} for w in store.list_workspaces()},
         "connection": {c["name"]: {"type": c["type"], "details": c["details"], "workspaces": sorted(c["workspace_names"])}
                        for c in store.list_connections()},
-        "pipeline": {p["name"]: {"model": p["model_path"], "tensor_column": p["tensor_column"],
-                                 "workspace": p["workspace_name"]}
-                     for p in store.list_pipelines()},
+        "model": _current_models(store),
+        "pipeline": {p["name"]: _current_pipeline(store, p) for p in store.list_pipelines()},
         "orchestration": {o["name"]: {"path": o["path"], "workspace": o["workspace"]}
                           for o in store.list_project_orchestrations()},
         "task": {},
@@ -167,6 +168,57 @@ def current_state(store):
     return state
 
 
+def _model_settings(base_dir, model):
+    """A model of the file in normal form: its file's sha256 says whether it changed."""
+    from orchzip.runtime.registry import file_sha256 as model_sha256
+    path = _absolute(base_dir, model.file)
+    requirements = model.requirements
+    if isinstance(requirements, str):
+        requirements = _read_requirements(_absolute(base_dir, requirements))
+    elif requirements is not None:
+        requirements = "".join(f"{line}\n" for line in requirements)
+    return {"file": path, "sha256": model_sha256(path) if os.path.exists(path) else None,
+            "framework": model.framework, "input_schema": model.input_schema, "output_schema": model.output_schema,
+            "requirements": requirements, "tensor_column": model.tensor_column, "workspace": model.workspace}
+
+
+def _read_requirements(path):
+    from orchzip.runtime.project._schema import ProjectFileError
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except OSError as err:
+        raise ProjectFileError(f"cannot read requirements file {path} ({err.strerror or err})") from None
+
+
+def _current_models(store):
+    """Each registered model's newest version, in the normal form of :func:`_model_settings`."""
+    from orchzip.runtime.model_schemas import decode_schema, schema_to_json
+    from orchzip.runtime.registry import list_models
+    newest = {}
+    for row in list_models(store):
+        newest[row["name"]] = row  # listed by version: the last one stays
+    return {name: {"file": m["source_path"], "sha256": m["sha256"], "framework": m["framework"],
+                   "input_schema": schema_to_json(decode_schema(m["input_schema"])),
+                   "output_schema": schema_to_json(decode_schema(m["output_schema"])),
+                   "requirements": m["requirements"], "tensor_column": m["tensor_column"],
+                   "workspace": m["workspace_name"]}
+            for name, m in newest.items()}
+
+
+def _current_pipeline(store, pipeline):
+    """A pipeline in normal form; a step on its model's newest version is written without the version."""
+    from orchzip.runtime.registry import list_models, steps_of
+    steps = steps_of(store, pipeline)
+    newest = {}
+    for row in list_models(store):
+        newest[row["name"]] = row["version"]
+    return {"model": None if steps else pipeline["model_path"],
+            "steps": [m["name"] if newest.get(m["name"]) == m["version"] else f"{m['name']}:{m['version']}"
+                      for m in steps],
+            "tensor_column": pipeline["tensor_column"], "workspace": pipeline["workspace_name"]}
+
+
 def _scheduled_settings(task):
     return {"args": task["args"], "timeout": task["timeout"], "no_env": bool(task["no_env"]),
             **{k: task[k] for k in SCHEDULE_FIELDS}, "continuously": False, "restart": None,
@@ -188,6 +240,11 @@ def make_plan(store, project, base_dir):
     try:
         desired, current = desired_state(project, base_dir), current_state(store)
         _add_sources(desired, builds_dir)
+        for name, settings in desired["model"].items():
+            if name in current["model"] and settings["sha256"] == current["model"][name]["sha256"]:
+                settings["file"] = current["model"][name]["file"]  # the same model, moved: no new version
+        uploads = {n for n, m in desired["model"].items() if current["model"].get(n) != m}
+        _pin_steps(desired["pipeline"], current["pipeline"], _newest_versions(store), uploads)
         changes = []
         for kind in KINDS:
             changes += _diff(kind, current[kind], desired[kind])
@@ -244,6 +301,30 @@ def _diff(kind, current, desired):
         changes += [Change("delete", kind, name, current=settings) for name, settings in current.items()
                     if name not in desired]
     return changes
+
+
+def _newest_versions(store):
+    from orchzip.runtime.registry import list_models
+    return {} if store is None else {m["name"]: m["version"] for m in list_models(store)}  # by version: last wins
+
+
+def _pin_steps(desired, current, newest, uploads):
+    """Steps of both sides in one form, knowing which models the plan uploads a new version of.
+
+    The state writes a step on its model's newest version as ``MODEL`` (see
+    ``_current_pipeline``). A model the plan uploads gets a newer version, so the state's steps
+    on it are written ``MODEL:N`` (and a file's ``MODEL`` then moves them to the new version);
+    a file's ``MODEL:N`` on the newest version of a model the plan leaves alone is ``MODEL``.
+    """
+    for settings in current.values():
+        settings["steps"] = [f"{s}:{newest[s]}" if s in uploads and s in newest else s for s in settings["steps"]]
+    for settings in desired.values():
+        steps = []
+        for step in settings["steps"]:
+            name, _, version = step.partition(":")
+            same = version and name not in uploads and str(newest.get(name)) == version
+            steps.append(name if same else step)
+        settings["steps"] = steps
 
 
 def _task_differs(current, desired):

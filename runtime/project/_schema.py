@@ -5,7 +5,7 @@ pyyaml's composer, whose nodes carry line numbers, so that each schema error can
 file, the line and the key, as ``orchzip.yaml:12: tasks.nightly.schedul: unknown key``.
 """
 
-from typing import Any, Dict, List, Literal, Optional
+from typing import Any, Dict, List, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -47,10 +47,34 @@ class Connection(_Strict):
         return value.upper()
 
 
+class Model(_Strict):
+    """A registered model (``orchzip models upload``): a changed file is uploaded as its next version."""
+    file: str = Field(min_length=1, description="the model's file or folder, relative to orchzip.yaml")
+    framework: Literal["onnx", "python", "custom", "sklearn", "xgboost"] = "onnx"
+    input_schema: Optional[Dict[str, str]] = None  # column -> Arrow type, as `models upload --input-schema`
+    output_schema: Optional[Dict[str, str]] = None
+    requirements: Optional[Union[str, List[str]]] = None  # a requirements.txt (relative path) or its lines
+    tensor_column: Optional[str] = None
+    workspace: Optional[str] = None
+
+    @field_validator("input_schema", "output_schema")
+    @classmethod
+    def _arrow_types(cls, value):
+        from orchzip.runtime.model_schemas import parse_schema, schema_to_json
+        return None if value is None else _as_value_error(lambda: schema_to_json(parse_schema(value, "the schema")))
+
+
 class Pipeline(_Strict):
-    model: str = Field(min_length=1, description="the ONNX model file, relative to orchzip.yaml")
+    model: Optional[str] = Field(default=None, min_length=1, description="an ONNX model file, relative to orchzip.yaml")
+    steps: List[str] = []  # MODEL or MODEL:VERSION of models:, in order (instead of model)
     tensor_column: Optional[str] = None
     workspace: Optional[str] = None  # a pipeline lives in at most one workspace, as on Wallaroo
+
+    @model_validator(mode="after")
+    def _model_or_steps(self):
+        if (self.model is None) == (not self.steps):
+            raise ValueError("give a pipeline either model: FILE.onnx or steps: [MODEL, ...]")
+        return self
 
 
 class Orchestration(_Strict):
@@ -125,6 +149,7 @@ class Project(_Strict):
     version: Literal[1] = 1
     workspaces: List[str] = []
     connections: Dict[str, Connection] = {}
+    models: Dict[str, Model] = {}
     pipelines: Dict[str, Pipeline] = {}
     orchestrations: Dict[str, Orchestration] = {}
     tasks: Dict[str, Task] = {}
@@ -282,9 +307,19 @@ def check_references(project):
         for index, workspace in enumerate(connection.workspaces):
             if workspace not in workspaces:
                 problems.append((("connections", name, "workspaces", index), _undeclared("workspace", workspace, workspaces)))
+    for name, model in project.models.items():
+        if model.workspace is not None and model.workspace not in workspaces:
+            problems.append((("models", name, "workspace"), _undeclared("workspace", model.workspace, workspaces)))
     for name, pipeline in project.pipelines.items():
         if pipeline.workspace is not None and pipeline.workspace not in workspaces:
             problems.append((("pipelines", name, "workspace"), _undeclared("workspace", pipeline.workspace, workspaces)))
+        for index, step in enumerate(pipeline.steps):
+            model, _, version = step.partition(":")
+            if model not in project.models:
+                problems.append((("pipelines", name, "steps", index), _undeclared("model", model, project.models)))
+            elif version and not version.isdigit():
+                problems.append((("pipelines", name, "steps", index), f"the version after ':' must be a number, "
+                                 f"e.g. {model}:2"))
     for name, orchestration in project.orchestrations.items():
         if orchestration.workspace is not None and orchestration.workspace not in workspaces:
             problems.append((("orchestrations", name, "workspace"), _undeclared("workspace", orchestration.workspace, workspaces)))

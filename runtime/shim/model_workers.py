@@ -167,9 +167,21 @@ class WorkerStep:
             raise self._error_from(answer, where)
 
     def close(self):
-        """Ask the worker to stop, then kill it if it has not within a few seconds."""
-        with self._lock:
+        """Ask the worker to stop, then kill it if it has not within a few seconds.
+
+        With a batch in flight on another thread (a caller that gave up waiting for it), the
+        worker is killed at once: that batch fails now instead of running on to its deadline.
+        """
+        if not self._lock.acquire(blocking=False):
+            process = self._process
+            if process is not None and process.poll() is None:
+                process.kill()
+            if not self._lock.acquire(timeout=2 * CLOSE_GRACE_SECONDS):
+                return
+        try:
             self._stop(graceful=True)
+        finally:
+            self._lock.release()
 
     def __enter__(self):
         return self
