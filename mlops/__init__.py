@@ -26,7 +26,7 @@ from ._errors import (
     scrub,
 )
 from ._settings import Settings
-from .client import ORCHESTRATION_FINAL, TASK_FINAL, Client, task_outcome
+from .client import ORCHESTRATION_FINAL, TASK_FINAL, TASK_KINDS, Client, task_outcome
 
 __all__ = [
     "Client",
@@ -34,6 +34,7 @@ __all__ = [
     "task_outcome",
     "ORCHESTRATION_FINAL",
     "TASK_FINAL",
+    "TASK_KINDS",
     "MLOpsError",
     "AuthenticationFailed",
     "InstanceUnavailable",

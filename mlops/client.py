@@ -25,13 +25,15 @@ from ._errors import (
     AuthenticationFailed, InstanceUnavailable, MLOpsError, OperationFailed, error_for_status, sanitize_url, scrub,
 )
 
-__all__ = ["Client", "MLOpsError", "ORCHESTRATION_FINAL", "TASK_FINAL", "task_outcome"]
+__all__ = ["Client", "MLOpsError", "ORCHESTRATION_FINAL", "TASK_FINAL", "TASK_KINDS", "task_outcome"]
 
 KEYCLOAK_PATH = "/auth/realms/master/protocol/openid-connect/token"
 CLIENT_ID = "sdk-client"
 GATEWAY_ERRORS = (502, 503, 504)
 ORCHESTRATION_FINAL = ("ready", "error")
 TASK_FINAL = ("killed", "failed", "success", "timed_out")
+# orchzip's task kinds by Wallaroo's run types.
+TASK_KINDS = {"Oneshot": "run_once", "CronJob": "scheduled", "NetworkService": "continuous"}
 # A run's final status, in the words of a task's.
 RUN_OUTCOMES = {"success": "success", "failure": "failed", "timed_out": "timed_out", "killed": "killed"}
 

@@ -65,19 +65,28 @@ def build_parser():
         module.register(subparsers)
     parser.add_argument("--json", dest="json_anywhere", action="store_true",
                         help="print machine-readable JSON (as the command's own --json)")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more progress: an environment build shows the installer's output")
+    parser.add_argument("-q", "--quiet", action="count", default=0,
+                        help="no progress, only results and errors")
     _accept_state_dir_anywhere(parser)
     return parser
 
 
 def _accept_state_dir_anywhere(parser):
-    """``orchzip runs list --state-dir X`` as well as ``orchzip --state-dir X runs list``, as git
-    and uv take their global options; the value given last wins."""
+    """``orchzip runs list --state-dir X -v`` as well as ``orchzip --state-dir X -v runs list``, as
+    git and uv take their global options; the value given last wins."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for sub in action.choices.values():
-                if not any("--state-dir" in a.option_strings for a in sub._actions):
-                    # SUPPRESS: when not given here, the value given before the command stands.
+                taken = {o for a in sub._actions for o in a.option_strings}
+                # SUPPRESS: when not given here, the value given before the command stands.
+                if "--state-dir" not in taken:
                     sub.add_argument("--state-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+                for short, long_ in (("-v", "--verbose"), ("-q", "--quiet")):
+                    if short not in taken and long_ not in taken:
+                        sub.add_argument(short, long_, action="count", default=argparse.SUPPRESS,
+                                         help=argparse.SUPPRESS)
                 _accept_state_dir_anywhere(sub)
 
 
@@ -104,15 +113,19 @@ def main(argv=None):
         args.json = True
     if args.state_dir is None:
         args.state_dir = default_state_dir()
+    from orchzip.commands._output import end_line, set_verbosity
+    set_verbosity(args.verbose - args.quiet)
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
     try:
         return args.func(args) or EXIT_OK
     except OrchzipError as err:
+        end_line()
         print(f"orchzip: error: {err}{_state_note(err, args.state_dir)}", file=sys.stderr)
         return getattr(err, "exit_code", EXIT_USAGE)
     except KeyboardInterrupt:
+        end_line()
         print("orchzip: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:

@@ -321,6 +321,13 @@ def _build(final, python, version, requirements, pins, report, packages=IMAGE_PA
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+class InstallerOutput(str):
+    """A progress line that is the installer's (uv's) own output, not orchzip's: a CLI shows it
+    only when asked to be verbose."""
+
+    from_installer = True
+
+
 def uv_binary():
     try:
         from uv import find_uv_bin
@@ -352,7 +359,7 @@ def _uv(args, cwd, version, report):
             # Once uv reports an error, the rest belongs in the error message, not in progress.
             failing = failing or line.strip().startswith(_ERROR_STARTS)
             if line.strip() and not failing and not line.startswith(_QUIET_LINES):
-                report(line)
+                report(InstallerOutput(line))
             if time.monotonic() > deadline:
                 break
         process.wait(timeout=max(1.0, deadline - time.monotonic()))

@@ -483,7 +483,7 @@ def open_log(store, run, run_dir, max_bytes):
 def log_env_progress(log, on_env_progress=None):
     """Progress of a task environment build: into the run's log, and to ``on_env_progress``."""
     def on_progress(line):
-        log.write("stdout", line)
+        log.write("stdout", line, shown=False)  # on_env_progress shows it, as chatty as its caller asks
         if on_env_progress is not None:
             on_env_progress(line)
     return on_progress

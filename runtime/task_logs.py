@@ -171,11 +171,15 @@ class TaskLog:
         self._closed = False
 
     # -- what the runner writes itself
-    def write(self, stream, text):
-        """Write ``text`` (one or more lines) as full lines of ``stream``."""
+    def write(self, stream, text, shown=True):
+        """Write ``text`` (one or more lines) as full lines of ``stream``.
+
+        :param shown: False for lines a caller shows its own way (an environment build's
+            progress): kept in the log, left out of :meth:`take_output`.
+        """
         ns = time.time_ns()
         lines = text.splitlines() or [""]
-        self._append([(stream, line, False) for line in lines], ns)
+        self._append([(stream, line, False) for line in lines], ns, shown)
 
     def frame(self, text):
         """One of Wallaroo's framing lines (on stdout, as Wallaroo's own are)."""
@@ -253,7 +257,7 @@ class TaskLog:
         return lines
 
     # -- the cap
-    def _append(self, lines, ns):
+    def _append(self, lines, ns, shown=True):
         truncated = False
         with self._lock:
             if self._closed:
@@ -262,7 +266,8 @@ class TaskLog:
             for stream, text, partial in lines:
                 data = format_line(stream, text, partial, ns)
                 self.total_bytes += len(data)
-                self._remember(stream, text, partial)
+                if shown:
+                    self._remember(stream, text, partial)
                 if self._size + len(data) > self.max_bytes:
                     _write_all(self._fh, b"".join(out))
                     out = []

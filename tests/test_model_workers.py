@@ -574,3 +574,24 @@ def test_batches_larger_than_the_pipe_cross_whole(tmp_path, model_python):
     assert out.num_rows == 300_000
     np.testing.assert_allclose(out.column(0).to_numpy(), rows.sum(axis=1), rtol=1e-6)
     assert np.array_equal(out.column(1).flatten().to_numpy().reshape(-1, 3), rows * 2)
+
+
+def test_a_byop_model_zipped_as_its_folder_loads_as_wallaroo_takes_it(tmp_path):
+    folder = byop_folder(tmp_path)
+    archive = tmp_path / "byop.zip"
+    with zipfile.ZipFile(archive, "w") as zf:  # a zip of the folder itself: byop/byop.py, byop/artifacts/...
+        for root, _dirs, files in os.walk(folder):
+            for name in files:
+                full = os.path.join(root, name)
+                zf.write(full, os.path.relpath(full, tmp_path))
+    fields = check_upload("scaler", "custom", archive, input_schema=TENSOR_IN, output_schema=SUM_OUT)
+    with WorkerStep({"name": "scaler", "path": str(archive), **fields}) as step:
+        assert step.process(tensor_batch([[1, 1, 1]])).to_pydict()["total"] == [30.0]
+
+
+def test_a_model_whose_import_fails_is_refused_at_upload_in_one_line(tmp_path):
+    path = write(tmp_path, "step.py", "import numpy as np\nimport not_installed_anywhere\n" + textwrap.dedent(SUM_MODEL))
+    with pytest.raises(ModelError) as err:
+        check_upload("m", "python", path, input_schema=TENSOR_IN, output_schema=SUM_OUT)
+    assert str(err.value) == (f"cannot load model 'm' (python, {path}): ModuleNotFoundError: No module named "
+                              f"'not_installed_anywhere' (step.py, line 2, in <module>)")

@@ -1,7 +1,5 @@
 """`orchzip models ...`: models registered by name with versions, the steps of pipelines."""
 
-import sys
-
 from orchzip.commands._output import add_json_flag, print_json, print_table
 from orchzip.runtime.registry import FRAMEWORKS
 
@@ -24,7 +22,8 @@ def shown(row, store=None):
 
 
 def _progress(line):
-    print(f"orchzip: {line}", file=sys.stderr, flush=True)
+    from orchzip.commands._output import env_progress
+    env_progress(line if getattr(line, "from_installer", False) else f"orchzip: {line}")
 
 
 def cmd_upload(args):

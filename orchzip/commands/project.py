@@ -4,7 +4,7 @@ import os
 import sys
 
 from orchzip.errors import ConfigError
-from orchzip.commands._output import add_json_flag, print_json
+from orchzip.commands._output import add_json_flag, env_progress, note, print_json
 
 APPLY_HELP = """\
 Make the local state match orchzip.yaml: create, update and delete workspaces, connections,
@@ -92,7 +92,7 @@ def cmd_apply(args):
         if not args.json:
             _print_plan(plan, path, state_dir)
         if plan.changes and not args.dry_run:
-            project.apply(store, plan, on_env_progress=_show_progress)
+            project.apply(store, plan, on_env_progress=env_progress)
         elif plan.adoptions and not args.dry_run:
             project.apply(store, plan)  # only records tasks the file names as the project's
         if args.json:
@@ -114,7 +114,7 @@ def _print_plan(plan, path, state_dir):
 
 
 def cmd_apply_remote(args):
-    from orchzip.commands.remote import client_from_args
+    from orchzip.commands._instance import client_from_args
     from orchzip.runtime import project
     path = _project_file(args)
     client = client_from_args(args)
@@ -123,22 +123,18 @@ def cmd_apply_remote(args):
     with project.plan_remote(client, path) as plan:
         if not args.json:
             _print_plan(plan, path, where)
-            for note in plan.notes:
-                print(f"note: {note}", file=sys.stderr)
+            for text in plan.notes:
+                print(f"note: {text}", file=sys.stderr)
         started = {}
         if plan.changes and not args.dry_run:
             started = project.apply_remote(client, plan, wait_timeout=args.wait_timeout,
-                                           on_progress=None if args.json else _show_progress)
+                                           on_progress=None if args.json else note)
         if args.json:
             print_json({"file": path, "remote": where, "dry_run": args.dry_run,
                         "changes": [c.as_dict() for c in plan.changes], **plan.counts(), "notes": plan.notes,
                         "started": started})
         elif plan.changes:
             print("dry run: nothing changed" if args.dry_run else "applied")
-
-
-def _show_progress(line):
-    print(line, file=sys.stderr, flush=True)
 
 
 def cmd_export(args):
@@ -156,8 +152,8 @@ def cmd_export(args):
     else:
         _write_new(target, text, args.force)
         print(f"wrote {target}", file=sys.stderr)
-    for note in notes:
-        print(f"note: {note}", file=sys.stderr)
+    for text in notes:
+        print(f"note: {text}", file=sys.stderr)
 
 
 def _write_new(target, text, force):

@@ -8,25 +8,15 @@ import tempfile
 from orchzip.commands._output import add_json_flag, add_wallaroo_version_flag, print_json, print_table
 from orchzip.commands.run import parse_task_args
 from orchzip.commands.state import mask_details, read_details
+from orchzip.commands._instance import client_from_args
 from orchzip.errors import ConfigError
 
 EXIT_FAILED = 1
 
 
-def client_from_args(args):
-    """The MLOps API client the instance flags (or WALLAROO_* variables) name; asks for a missing
-    password on a terminal."""
-    from orchzip.mlops import Settings
-    settings = Settings.from_argparse(args)
-    if settings.user and not settings.token and not settings.password and sys.stdin.isatty():
-        import getpass
-        settings.password = getpass.getpass(f"password of {settings.user}: ")
-        settings.password_source = "prompt"
-    return settings.create_client()
-
-
 def _note(text):
-    print(text, file=sys.stderr, flush=True)
+    from orchzip.commands._output import note
+    note(text)
 
 
 def _show(args, value, lines):

@@ -54,17 +54,15 @@ def resolve_run(client, task_id, run_id):
 
 # -- commands -----------------------------------------------------------------------------------
 def _client(args):
-    from orchzip.commands.remote import client_from_args
+    from orchzip.commands._instance import client_from_args
     return client_from_args(args)
 
 
 def cmd_list(args):
-    from orchzip.mlops import task_outcome
-    from orchzip.runtime.server._tasks import RUN_TYPES
+    from orchzip.mlops import TASK_KINDS
     rows = _client(args).list_tasks(workspace_id=args.workspace_id, killed=True if args.killed else None)
-    kinds = {v: k for k, v in RUN_TYPES.items()}
     for row in rows:
-        row["kind"] = kinds.get(row.get("run_type"), row.get("run_type") or "")
+        row["kind"] = TASK_KINDS.get(row.get("run_type"), row.get("run_type") or "")
     if args.kind:
         rows = [r for r in rows if r["kind"] == args.kind]
     if args.status:
@@ -73,7 +71,6 @@ def cmd_list(args):
         return print_json(rows)
     for row in rows:
         row["last_run"] = row["last_runs"][0]["status"] if row.get("last_runs") else ""
-        row["outcome"] = task_outcome(row) or ""
     print_table(rows, ["id", "name", "kind", "status", "workspace_id", "created_at", "last_run"])
 
 

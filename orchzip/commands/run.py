@@ -8,7 +8,7 @@ import sys
 
 from orchzip.errors import ConfigError
 from orchzip.runtime.task_logs import is_framing, parse_line, read_lines
-from orchzip.commands._output import add_json_flag, add_wallaroo_version_flag, print_json, print_table
+from orchzip.commands._output import end_line, add_json_flag, add_wallaroo_version_flag, print_json, print_table
 from orchzip.commands.state import parse_json_object
 
 EXIT_TASK_FAILED = 1
@@ -48,6 +48,7 @@ class Progress:
         """The task's stdout to ours, its stderr to ours; Wallaroo's framing lines stay in the log."""
         if is_framing(text):
             return
+        end_line()  # a one-line progress of an environment build ends where the task's output starts
         if self._bar is not None:
             self._bar.clear()
         out = sys.stderr if stream == "stderr" else sys.stdout
@@ -132,7 +133,8 @@ def _environment_options(args):
 
 
 def _show_env_progress(line):
-    print(line, file=sys.stderr, flush=True)
+    from orchzip.commands._output import env_progress
+    env_progress(line)
 
 
 def cmd_run(args):

@@ -45,7 +45,8 @@ Skipped fires are not runs (Wallaroo has no "skipped" run status): see them with
 
 
 def _show_progress(line):
-    print(line, file=sys.stderr, flush=True)
+    from orchzip.commands._output import env_progress
+    env_progress(line)
 
 
 def _iso_list(fires, tz):

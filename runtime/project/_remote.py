@@ -26,6 +26,7 @@ import shutil
 import tempfile
 
 from orchzip.errors import ConfigError
+from orchzip.mlops import TASK_KINDS
 from orchzip.runtime.project._plan import KINDS, Change, connection_details
 
 __all__ = ["RemotePlan", "make_remote_plan", "apply_remote_plan", "LOCAL_ONLY_TASK_KEYS"]
@@ -33,7 +34,6 @@ __all__ = ["RemotePlan", "make_remote_plan", "apply_remote_plan", "LOCAL_ONLY_TA
 # Task settings the MLOps API has no field for: they shape local runs only.
 LOCAL_ONLY_TASK_KEYS = ("tz", "overlap", "misfire_grace", "retries", "retry_backoff", "no_env", "backoff",
                         "max_backoff", "stable_after", "crash_loop_after", "log_max_bytes", "wallaroo_version")
-RUN_TYPES = {"Oneshot": "run_once", "CronJob": "scheduled", "NetworkService": "continuous"}
 GONE = ("killed", "pending_kill")  # a task that is, or is becoming, killed: no longer the file's
 
 
@@ -164,7 +164,7 @@ def _current_orchestrations(client, workspace_ids):
 
 
 def _task_settings(task, key, orch):
-    settings = {"id": task["id"], "orchestration_key": key, "kind": RUN_TYPES.get(task.get("run_type"), "run_once"),
+    settings = {"id": task["id"], "orchestration_key": key, "kind": TASK_KINDS.get(task.get("run_type"), "run_once"),
                 "args": task.get("input_data") or {}, "schedule": task.get("schedule"), "sha": orch.get("sha"),
                 "status": task.get("status"), "created_at": task.get("created_at")}
     if "timeout" in task:  # compared only where the instance reports it
