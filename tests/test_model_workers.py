@@ -595,3 +595,65 @@ def test_a_model_whose_import_fails_is_refused_at_upload_in_one_line(tmp_path):
         check_upload("m", "python", path, input_schema=TENSOR_IN, output_schema=SUM_OUT)
     assert str(err.value) == (f"cannot load model 'm' (python, {path}): ModuleNotFoundError: No module named "
                               f"'not_installed_anywhere' (step.py, line 2, in <module>)")
+
+
+REPORT = """
+    from typing import Any, Set
+
+    import numpy as np
+    from mac.inference import Inference
+    from mac.inference.creation import InferenceBuilder
+    from mac.types import InferenceData
+
+
+    class WeeklyReport(Inference):
+        @property
+        def expected_model_types(self) -> Set[Any]:
+            return {str}
+
+        @Inference.model.setter
+        def model(self, model) -> None:
+            self._model = model
+
+        def _predict(self, input_data: InferenceData) -> InferenceData:
+            weeks = input_data["forecast"]
+            return {"week_total": weeks.sum(axis=1).astype(np.int64), "busiest_day": weeks.argmax(axis=1)}
+
+
+    class WeeklyReportBuilder(InferenceBuilder):
+        @property
+        def inference(self) -> WeeklyReport:
+            return WeeklyReport
+
+        def create(self, config) -> WeeklyReport:
+            inference = self.inference()
+            inference.model = "sum and argmax"
+            return inference
+"""
+
+
+def test_a_tutorial_style_forecast_pipeline_chains_a_statsmodels_step_and_a_byop_step(tmp_path, orchzip_cli):
+    from tests.conftest import REPO
+    forecaster = tmp_path / "forecast.zip"
+    with zipfile.ZipFile(forecaster, "w") as zf:
+        zf.writestr("forecast.py", textwrap.dedent(FORECASTER))
+        zf.writestr("requirements.txt", "statsmodels>=0.14\n")
+    report = tmp_path / "report"
+    report.mkdir()
+    write(report, "report.py", REPORT)
+    series = tmp_path / "series.json"
+    series.write_text(json.dumps([RENTALS, RENTALS[::-1]]))
+    built = orchzip_cli("build", os.path.join(REPO, "tests", "fixtures", "wallaroo", "forecast_pipeline"),
+                        "-o", str(tmp_path))
+    assert built.code == 0, built
+    done = orchzip_cli("run", str(tmp_path / "forecast_pipeline.zip"), "--arg", f"forecaster={forecaster}",
+                       "--arg", f"report={report}", "--arg", f"series={series}", timeout=280)
+    assert done.code == 0, done
+    lines = {k: json.loads(v) for k, v in (line.split(": ", 1) for line in done.out.splitlines() if ": " in line)
+             if k in ("forecast columns", "forecasts", "report columns", "week totals", "busiest days")}
+    assert lines["forecast columns"] == ["time", "in.count", "out.forecast", "out.weekly_average", "anomaly.count"]
+    weeks = lines["forecasts"]
+    assert [len(w) for w in weeks] == [7, 7]
+    assert lines["report columns"] == ["time", "in.count", "out.week_total", "out.busiest_day", "anomaly.count"]
+    assert lines["week totals"] == [sum(w) for w in weeks]
+    assert lines["busiest days"] == [int(np.argmax(w)) for w in weeks]
