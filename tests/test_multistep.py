@@ -138,15 +138,32 @@ def test_a_task_uploads_a_python_model_and_infers_through_it_after_an_onnx_step(
     scale2 = scaling_model(tmp_path / "scale2.onnx", 2.0, input_name="variable")
     scale3 = scaling_model(tmp_path / "scale3.onnx", 3.0)
     cli("build", os.path.join(REPO, "tests", "fixtures", "wallaroo", "multistep_pipeline"), "-o", str(tmp_path))
+    pids = tmp_path / "pids.py"
+    pids.write_text(PIDS)
     done = cli("run", str(tmp_path / "multistep_pipeline.zip"), "--no-env", "--arg", f"houses={XTEST_1K}",
-               "--arg", f"scale2={scale2}", "--arg", f"scale3={scale3}", "--arg", f"post={post}")
+               "--arg", f"scale2={scale2}", "--arg", f"scale3={scale3}", "--arg", f"post={post}",
+               "--arg", f"pids={pids}", "--arg", "rows=12")
     lines = dict(line.split(": ", 1) for line in done.out.splitlines() if ": " in line)
     columns, price_k, expensive = json.loads(lines["post"])
-    predicted = rf_predictions(houses(5))
+    predicted = rf_predictions(houses(12))
     assert columns == ["time", "in.tensor", "out.price_k", "out.expensive", "anomaly.count"]
     np.testing.assert_allclose(price_k, np.round(predicted / 1000.0, 2), atol=0.006)
     assert expensive == [int(p > 500_000) for p in predicted]
     assert json.loads(lines["post parallel"]) == price_k
+    # 12 batches of one row, 3 at a time: three worker processes, none of them the task itself
+    assert json.loads(lines["lanes"]) == [12, 3, False]
+
+
+PIDS = '''
+import os
+
+import numpy as np
+from mac.types import InferenceData
+
+
+def process_data(input_data: InferenceData) -> InferenceData:
+    return {"pid": np.full(len(input_data["tensor"]), os.getpid(), dtype=np.int64)}
+'''
 
 
 def test_serve_infers_through_a_multistep_pipeline(tmp_path):

@@ -378,3 +378,59 @@ def test_convert_to_onnx_is_refused_in_one_line_where_it_cannot_apply(orchzip_cl
         assert result.code == 2 and len(result.err.splitlines()) == 1 and "Traceback" not in result.err, result
         assert says in result.err, result
     assert orchzip_cli("models", "list", "--json").json() == []
+
+
+# The Wallaroo tutorials' SKLearn / XGBoost notebooks as an orchestration: upload the model with
+# its framework and schemas, build a pipeline, deploy, infer a DataFrame of one list column.
+TUTORIAL_STYLE_MAIN = textwrap.dedent("""
+    import json
+    import pandas as pd
+    import pyarrow as pa
+    import wallaroo
+    from wallaroo.framework import Framework
+
+    wl = wallaroo.Client()
+    args = wl.task_args()
+    width = int(args["width"])
+    input_schema = pa.schema([pa.field("inputs", pa.list_(pa.float64(), list_size=width))])
+    output_schema = pa.schema([pa.field("predictions", pa.int32()),
+                               pa.field("probabilities", pa.list_(pa.float64(), list_size=3))])
+    model = wl.upload_model(args["name"], args["file"], framework=Framework[args["framework"]],
+                            input_schema=input_schema, output_schema=output_schema)
+    pipeline = wl.build_pipeline(args["name"])
+    pipeline.clear()
+    pipeline.add_model_step(model)
+    pipeline.deploy()
+    data = pd.read_json("data.json")
+    result = pipeline.infer(pd.DataFrame({"inputs": data.values.tolist()}))
+    print("RESULT", json.dumps({"columns": list(result.columns),
+                                "predictions": result["out.predictions"].tolist(),
+                                "probabilities": [list(p) for p in result["out.probabilities"]]}))
+    pipeline.undeploy()
+""")
+
+
+@pytest.mark.parametrize("name", ["logreg.pkl", "xgbclf.pkl"])
+def test_a_tutorial_style_orchestration_uploads_and_infers_a_classifier(name, trained, orchzip_cli, tmp_path):
+    import shutil
+
+    folder, expected = trained
+    framework = CASES[name][0]
+    job = tmp_path / "job"
+    job.mkdir()
+    (job / "main.py").write_text(TUTORIAL_STYLE_MAIN)
+    (job / "requirements.txt").write_text("")
+    shutil.copy(folder / name, job / name)
+    rows = expected[name]["rows"]
+    (job / "data.json").write_text(json.dumps([dict(zip("abcd", row)) for row in rows]))
+    args = {"name": "iris-classifier", "file": name, "framework": framework.upper(), "width": 4}
+    result = orchzip_cli("run", str(job), "--args", json.dumps(args), "--json", timeout=600)
+    assert result.code == 0, result
+    run = result.json()
+    assert run["status"] == "success", run
+    logs = orchzip_cli("runs", "logs", run["id"][:8]).out
+    line = next(l for l in logs.splitlines() if "RESULT " in l)
+    answer = json.loads(line.split("RESULT ", 1)[1])
+    assert answer["columns"] == ["time", "in.inputs", "out.predictions", "out.probabilities", "anomaly.count"]
+    assert answer["predictions"] == expected[name]["predict"]
+    np.testing.assert_allclose(answer["probabilities"], expected[name]["predict_proba"], rtol=1e-6, atol=1e-7)
