@@ -700,3 +700,14 @@ def test_a_byop_model_may_predict_asynchronously(tmp_path, model_python):
     with WorkerStep(spec_for(folder, model_python, framework="custom")) as step:
         assert step.process(tensor_batch([[1, 2, 3]])).to_pydict()["total"] == [3.0]
         assert step.process(tensor_batch([[2, 2, 2]])).to_pydict()["total"] == [3.0]
+
+
+def test_requirements_given_beside_a_single_py_file_go_into_its_environment(tmp_path):
+    path = write(tmp_path, "step.py", "import tabulate\n" + textwrap.dedent(SUM_MODEL))
+    requirements = write(tmp_path, "needs.txt", "tabulate\n")
+    fields = check_upload("m", "python", path, input_schema=TENSOR_IN, output_schema=SUM_OUT,
+                          requirements=requirements)
+    assert subprocess.run([fields["python"], "-c", "import tabulate"]).returncode == 0
+    with pytest.raises(ModelError) as err:  # without them, the import fails at the door
+        check_upload("m", "python", path, input_schema=TENSOR_IN, output_schema=SUM_OUT)
+    assert "No module named 'tabulate'" in str(err.value)
