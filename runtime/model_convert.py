@@ -23,8 +23,8 @@ __all__ = ["convert_to_onnx", "ensure_tool_env", "ConversionFailed", "TOLERANCE"
 # onnxmltools imports packaging without declaring it.
 CONVERTERS = ("skl2onnx>=1.17", "onnxmltools>=1.12", "onnx>=1.14", "onnxruntime", "packaging")
 TOOL_REQUIREMENTS = tuple(sorted(set(tabular_frameworks.REQUIREMENTS["xgboost"]) | set(CONVERTERS)))
-# Largest difference between native and converted outputs that still counts as the same model:
-# ONNX runs trees and linear models in float32.
+# Largest difference between native and converted outputs (relative where values exceed 1) that
+# still counts as the same model: ONNX runs trees and linear models in float32.
 TOLERANCE = 1e-3
 CONVERT_TIMEOUT_SECONDS = 600
 CHECK_ROWS = 64  # as _onnx_convert.CHECK_ROWS
@@ -75,12 +75,12 @@ def convert_to_onnx(framework, path, input_schema, out_path, on_progress=None, o
     if "error" in result:
         raise ConversionFailed(f"model {name!r}: cannot convert to ONNX: {result['error']}")
     worst = max(result["differences"].items(), key=lambda item: item[1], default=(None, 0.0))
-    report("converted model compared with the original on {} rows: largest difference {:.2g}{}".format(
+    report("converted model compared with the original on {} rows: largest (relative) difference {:.2g}{}".format(
         CHECK_ROWS, worst[1], f" in {worst[0]}" if worst[0] else ""))
     if worst[1] > TOLERANCE:
         os.unlink(out_path)
         raise ConversionFailed(
-            f"model {name!r}: the ONNX conversion disagrees with the original by {worst[1]:.3g} in output "
+            f"model {name!r}: the ONNX conversion disagrees with the original (relative difference {worst[1]:.3g}) in output "
             f"{worst[0]!r}; upload it without --convert-to-onnx")
     return {k: result[k] for k in ("path", "tensor_column", "outputs", "differences")}
 

@@ -80,7 +80,7 @@ def _frameworks_checker(framework):
 
 
 def upload_model(store, name, path, framework="onnx", input_schema=None, output_schema=None,
-                 requirements=None, workspace=None, tensor_column=None, on_progress=None):
+                 requirements=None, workspace=None, tensor_column=None, on_progress=None, convert_to_onnx=False):
     """Check a model, store a copy of it as the next version of ``name``; returns its row.
 
     :param framework: one of :data:`FRAMEWORKS` (default onnx).
@@ -89,6 +89,8 @@ def upload_model(store, name, path, framework="onnx", input_schema=None, output_
     :param requirements: a requirements.txt for the model's own environment (non-ONNX), or its lines.
     :param workspace: the name of the workspace the model is in (default: none).
     :param on_progress: called with one line of text while a model environment builds.
+    :param convert_to_onnx: a scikit-learn or XGBoost model is stored converted to ONNX (beside
+        its pickle) and runs as an ONNX step, as Wallaroo runs the models it converts at upload.
     """
     from orchzip.runtime.model_schemas import coerce_schema, encode_schema
     _check_name(name)
@@ -100,11 +102,16 @@ def upload_model(store, name, path, framework="onnx", input_schema=None, output_
         raise ConfigError(f"--requirements {requirements}: no such file")
     if framework == "onnx":
         check_model_file(source, name)
+    if convert_to_onnx and framework not in ("sklearn", "xgboost"):
+        raise ConfigError(f"--convert-to-onnx converts sklearn and xgboost models, not {framework} ones; "
+                          f"upload without it")
     version = _next_version(store, name)
     stored = _store_copy(store, name, version, source)
     fields = {}
     try:
-        if framework != "onnx":
+        if convert_to_onnx:
+            stored, framework, fields, tensor_column = _converted(name, framework, stored, schemas, on_progress)
+        elif framework != "onnx":
             fields = _frameworks_checker(framework)(
                 name, framework, stored, input_schema=schemas[0], output_schema=schemas[1],
                 requirements=requirements, on_progress=on_progress) or {}
@@ -124,6 +131,17 @@ def upload_model(store, name, path, framework="onnx", input_schema=None, output_
                                 f"upload again") from None
         raise
     return get_model(store, name, version)
+
+
+def _converted(name, framework, stored, schemas, on_progress):
+    """``(path, "onnx", fields, tensor column)`` of the model converted beside its stored pickle."""
+    from orchzip.runtime.model_convert import convert_to_onnx
+    from orchzip.runtime.tabular_frameworks import check_schemas
+    check_schemas(name, framework, *schemas)  # required as for the native model, as Wallaroo does
+    target = os.path.splitext(stored)[0] + ".onnx"
+    result = convert_to_onnx(framework, stored, schemas[0], target, on_progress=on_progress,
+                             output_schema=schemas[1], name=name)
+    return result["path"], "onnx", {}, result["tensor_column"]
 
 
 def _read_text(requirements):

@@ -574,3 +574,140 @@ def test_batches_larger_than_the_pipe_cross_whole(tmp_path, model_python):
     assert out.num_rows == 300_000
     np.testing.assert_allclose(out.column(0).to_numpy(), rows.sum(axis=1), rtol=1e-6)
     assert np.array_equal(out.column(1).flatten().to_numpy().reshape(-1, 3), rows * 2)
+
+
+def test_a_byop_model_zipped_as_its_folder_loads_as_wallaroo_takes_it(tmp_path):
+    folder = byop_folder(tmp_path)
+    archive = tmp_path / "byop.zip"
+    with zipfile.ZipFile(archive, "w") as zf:  # a zip of the folder itself: byop/byop.py, byop/artifacts/...
+        for root, _dirs, files in os.walk(folder):
+            for name in files:
+                full = os.path.join(root, name)
+                zf.write(full, os.path.relpath(full, tmp_path))
+    fields = check_upload("scaler", "custom", archive, input_schema=TENSOR_IN, output_schema=SUM_OUT)
+    with WorkerStep({"name": "scaler", "path": str(archive), **fields}) as step:
+        assert step.process(tensor_batch([[1, 1, 1]])).to_pydict()["total"] == [30.0]
+
+
+def test_a_model_whose_import_fails_is_refused_at_upload_in_one_line(tmp_path):
+    path = write(tmp_path, "step.py", "import numpy as np\nimport not_installed_anywhere\n" + textwrap.dedent(SUM_MODEL))
+    with pytest.raises(ModelError) as err:
+        check_upload("m", "python", path, input_schema=TENSOR_IN, output_schema=SUM_OUT)
+    assert str(err.value) == (f"cannot load model 'm' (python, {path}): ModuleNotFoundError: No module named "
+                              f"'not_installed_anywhere' (step.py, line 2, in <module>)")
+
+
+REPORT = """
+    from typing import Any, Set
+
+    import numpy as np
+    from mac.inference import Inference
+    from mac.inference.creation import InferenceBuilder
+    from mac.types import InferenceData
+
+
+    class WeeklyReport(Inference):
+        @property
+        def expected_model_types(self) -> Set[Any]:
+            return {str}
+
+        @Inference.model.setter
+        def model(self, model) -> None:
+            self._model = model
+
+        def _predict(self, input_data: InferenceData) -> InferenceData:
+            weeks = input_data["forecast"]
+            return {"week_total": weeks.sum(axis=1).astype(np.int64), "busiest_day": weeks.argmax(axis=1)}
+
+
+    class WeeklyReportBuilder(InferenceBuilder):
+        @property
+        def inference(self) -> WeeklyReport:
+            return WeeklyReport
+
+        def create(self, config) -> WeeklyReport:
+            inference = self.inference()
+            inference.model = "sum and argmax"
+            return inference
+"""
+
+
+def test_a_tutorial_style_forecast_pipeline_chains_a_statsmodels_step_and_a_byop_step(tmp_path, orchzip_cli):
+    from tests.conftest import REPO
+    forecaster = tmp_path / "forecast.zip"
+    with zipfile.ZipFile(forecaster, "w") as zf:
+        zf.writestr("forecast.py", textwrap.dedent(FORECASTER))
+        zf.writestr("requirements.txt", "statsmodels>=0.14\n")
+    report = tmp_path / "report"
+    report.mkdir()
+    write(report, "report.py", REPORT)
+    series = tmp_path / "series.json"
+    series.write_text(json.dumps([RENTALS, RENTALS[::-1]]))
+    built = orchzip_cli("build", os.path.join(REPO, "tests", "fixtures", "wallaroo", "forecast_pipeline"),
+                        "-o", str(tmp_path))
+    assert built.code == 0, built
+    done = orchzip_cli("run", str(tmp_path / "forecast_pipeline.zip"), "--arg", f"forecaster={forecaster}",
+                       "--arg", f"report={report}", "--arg", f"series={series}", timeout=280)
+    assert done.code == 0, done
+    lines = {k: json.loads(v) for k, v in (line.split(": ", 1) for line in done.out.splitlines() if ": " in line)
+             if k in ("forecast columns", "forecasts", "report columns", "week totals", "busiest days")}
+    assert lines["forecast columns"] == ["time", "in.count", "out.forecast", "out.weekly_average", "anomaly.count"]
+    weeks = lines["forecasts"]
+    assert [len(w) for w in weeks] == [7, 7]
+    assert lines["report columns"] == ["time", "in.count", "out.week_total", "out.busiest_day", "anomaly.count"]
+    assert lines["week totals"] == [sum(w) for w in weeks]
+    assert lines["busiest days"] == [int(np.argmax(w)) for w in weeks]
+
+
+def test_a_byop_model_may_predict_asynchronously(tmp_path, model_python):
+    folder = tmp_path / "async"
+    folder.mkdir()
+    write(folder, "model.py", """
+        import asyncio
+        from typing import Any, Set
+
+        from mac.inference import AsyncInference
+        from mac.inference.creation import InferenceBuilder
+        from mac.types import InferenceData
+
+
+        class Halving(AsyncInference):
+            @property
+            def expected_model_types(self) -> Set[Any]:
+                return {float}
+
+            @AsyncInference.model.setter
+            def model(self, model) -> None:
+                self._raise_error_if_model_is_wrong_type(model)
+                self._model = model
+
+            async def _predict(self, input_data: InferenceData) -> InferenceData:
+                await asyncio.sleep(0)
+                t = input_data["tensor"]
+                return {"total": t.sum(axis=1) * self.model, "doubled": t * 2}
+
+
+        class HalvingBuilder(InferenceBuilder):
+            @property
+            def inference(self) -> Halving:
+                return Halving
+
+            def create(self, config) -> Halving:
+                inference = self.inference()
+                inference.model = 0.5
+                return inference
+    """)
+    with WorkerStep(spec_for(folder, model_python, framework="custom")) as step:
+        assert step.process(tensor_batch([[1, 2, 3]])).to_pydict()["total"] == [3.0]
+        assert step.process(tensor_batch([[2, 2, 2]])).to_pydict()["total"] == [3.0]
+
+
+def test_requirements_given_beside_a_single_py_file_go_into_its_environment(tmp_path):
+    path = write(tmp_path, "step.py", "import tabulate\n" + textwrap.dedent(SUM_MODEL))
+    requirements = write(tmp_path, "needs.txt", "tabulate\n")
+    fields = check_upload("m", "python", path, input_schema=TENSOR_IN, output_schema=SUM_OUT,
+                          requirements=requirements)
+    assert subprocess.run([fields["python"], "-c", "import tabulate"]).returncode == 0
+    with pytest.raises(ModelError) as err:  # without them, the import fails at the door
+        check_upload("m", "python", path, input_schema=TENSOR_IN, output_schema=SUM_OUT)
+    assert "No module named 'tabulate'" in str(err.value)

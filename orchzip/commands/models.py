@@ -32,7 +32,7 @@ def cmd_upload(args):
     row = upload_model(store, args.name, args.file, framework=args.framework, input_schema=args.input_schema,
                        output_schema=args.output_schema, requirements=args.requirements,
                        workspace=args.workspace, tensor_column=args.tensor_column,
-                       on_progress=None if args.json else _progress)
+                       on_progress=None if args.json else _progress, convert_to_onnx=args.convert_to_onnx)
     if args.json:
         print_json(shown(row))
     else:
@@ -103,6 +103,9 @@ def register(subparsers):
     p.add_argument("--requirements", metavar="FILE", help="requirements.txt of the model's own environment (non-ONNX)")
     p.add_argument("--tensor-column", help="ONNX: the input column holding each row's features (default: tensor)")
     p.add_argument("--workspace", metavar="NAME", help="the workspace the model is in")
+    p.add_argument("--convert-to-onnx", action="store_true",
+                   help="sklearn/xgboost: store the model converted to ONNX (skl2onnx/onnxmltools, checked "
+                        "against the original) and run it as an ONNX step")
     add_json_flag(p)
     p.set_defaults(func=cmd_upload)
     p = sub.add_parser("list", help="list models and their versions")

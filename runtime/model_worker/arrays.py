@@ -125,7 +125,7 @@ def _to_arrow(field, value, num_rows):
         raise OutputMismatch(f"output {field.name!r} has shape {data.shape}; the output schema gives it "
                              f"type {typ}, one value per row (a list type takes [N, k])")
     try:
-        array = pa.array(data, from_pandas=True)
+        array = pa.array(data)  # NaN stays NaN, as Wallaroo's runtime converts it
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as err:
         raise OutputMismatch(f"output {field.name!r} cannot be converted to {typ}: {_first_line(err)}") from None
     return _cast(field, array)
@@ -166,7 +166,8 @@ def _from_dense(typ, data):
     """Build nested list arrays level by level from the array's shape, without a Python object per value."""
     if not _is_list(typ):
         try:
-            return pa.array(data.reshape(-1), from_pandas=True).cast(typ, safe=True)
+            values = pa.array(data.reshape(-1))
+            return values if values.type == typ else values.cast(typ, safe=True)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as err:
             raise OutputMismatch(f"values cannot be converted to {typ}: {_first_line(err)}") from None
     if data.ndim < 2:
