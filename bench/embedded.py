@@ -183,7 +183,12 @@ def orchzip_run(state_dir, target, extra):
     peak.stop()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if process.returncode != 0:
-        sys.exit(f"orchzip run {target} failed:\n{stdout[-2000:]}\n{stderr[-2000:]}")
+        try:
+            with open(json.loads(stdout)["log_path"], encoding="utf-8") as fh:
+                stderr += "\n" + fh.read()[-3000:]
+        except (ValueError, KeyError, OSError):
+            pass
+        sys.exit(f"orchzip run {target} failed:\n{stderr[-4000:]}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return seconds, cpu, peak.mib, json.loads(stdout)
 

@@ -161,3 +161,29 @@ def test_duckdb_append_of_rows_that_do_not_fit_fails_at_the_first_chunk(tmp_path
     with pytest.raises(BadInput, match="other"):
         sink.write(pa.RecordBatch.from_pydict({"other": pa.array([1, 2])}))
     assert read_all(conn)["id"] == [0, 1]
+
+
+def test_duckdb_table_source_reads_every_row_once_in_order_around_gaps_and_views(tmp_path):
+    conn = TARGETS["duckdb"](tmp_path)
+    write(conn, [batch(0, 30)])
+    db = duckdb_connector._database(conn, must_exist=True)
+    db.execute("DELETE FROM results WHERE id BETWEEN 5 AND 16 OR id = 29")  # row ids with gaps
+    db.execute("CREATE VIEW evens AS SELECT * FROM results WHERE id % 2 = 0")
+    db.execute("CREATE TABLE nothing (id BIGINT)")
+    expected = [i for i in range(30) if not 5 <= i <= 16 and i != 29]
+    assert read_all(conn, batch_size=4)["id"] == expected
+    view = Connection("v", "DUCKDB", {"path": conn.details["path"], "table": "evens"})
+    assert read_all(view, batch_size=4)["id"] == [i for i in expected if i % 2 == 0]
+    assert read_all(Connection("e", "DUCKDB", {"path": conn.details["path"], "table": "nothing"})) == {"id": []}
+
+
+def test_duckdb_rows_added_to_a_table_while_it_is_read_are_not_read(tmp_path):
+    conn = TARGETS["duckdb"](tmp_path)
+    write(conn, [batch(0, 10)])
+    source = open_source(conn)
+    batches = source.batches(4)
+    first = next(batches)
+    duckdb_connector._database(conn, must_exist=True).execute("INSERT INTO results SELECT id + 100, tensor FROM results")
+    ids = first.column(0).to_pylist() + [i for b in batches for i in b.column(0).to_pylist()]
+    source.close()
+    assert ids == list(range(10))

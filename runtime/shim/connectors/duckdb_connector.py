@@ -121,27 +121,70 @@ def _retention(connection):
 
 
 class DuckDBSource(Source):
+    """Rows of a table (the details' or ``table``) or of a query, as Arrow record batches.
+
+    A table is read a row-id range at a time, each range in a short transaction of its own,
+    so no read transaction stays open while the sink commits its chunks into the same file:
+    under one long scan DuckDB cannot checkpoint those commits, and every chunk written cost
+    more than the one before (10M house rows took 56 core-seconds instead of ~38). Rows added
+    to the table while it is read are not read (the last row id is fixed when reading starts).
+    A query (or a view) streams from one read transaction.
+    """
+
     def __init__(self, connection, query=None, table=None):
         self.connection = connection
         self._cursor = _database(connection, must_exist=True).cursor()
         query = query or (None if table else connection.details.get("query"))
-        self.query = query or f"SELECT * FROM {_quoted(_table_of(connection, {'table': table}))}"
+        self.table = None if query else _quoted(_table_of(connection, {"table": table}))
+        self.query = query or f"SELECT * FROM {self.table}"
 
     def batches(self, batch_size):
         duckdb = _duckdb()
         try:
-            relation = self._cursor.sql(self.query)
-            # A relation streams Arrow without an extra copy; duckdb 2.x calls the reader
-            # to_arrow_reader, 1.x fetch_arrow_reader.
-            fetch = getattr(relation, "to_arrow_reader", None) or relation.fetch_arrow_reader
-            reader = fetch(batch_size)
+            bounds = self._row_ids() if self.table else None
+            if bounds is None:
+                relation = self._cursor.sql(self.query)
+                # A relation streams Arrow without an extra copy; duckdb 2.x calls the reader
+                # to_arrow_reader, 1.x fetch_arrow_reader.
+                fetch = getattr(relation, "to_arrow_reader", None) or relation.fetch_arrow_reader
+                reader = fetch(batch_size)
         except duckdb.CatalogException as err:
             raise ConfigError(f"connection {self.connection.name!r}: {_first_line(err)}") from None
         except duckdb.Error as err:
             raise BadInput(f"cannot read connection {self.connection.name!r}: {_first_line(err)}") from None
+        if bounds is not None:
+            yield from self._ranges(bounds, batch_size)
+            return
         for batch in reader:
             if batch.num_rows:
                 yield batch
+
+    def _row_ids(self):
+        """``(first, last)`` row id of the table, ``()`` when it is empty, None for a view."""
+        duckdb = _duckdb()
+        try:
+            first, last = self._cursor.execute(f"SELECT min(rowid), max(rowid) FROM {self.table}").fetchone()
+        except duckdb.BinderException:
+            return None  # a view has no row ids
+        return () if first is None else (first, last)
+
+    def _ranges(self, bounds, batch_size):
+        if not bounds:
+            return
+        duckdb = _duckdb()
+        start, last = bounds
+        while start <= last:
+            stop = min(start + batch_size, last + 1)
+            try:
+                result = self._cursor.execute(
+                    f"SELECT * FROM {self.table} WHERE rowid >= {int(start)} AND rowid < {int(stop)}")
+                # duckdb 1.5 renamed fetch_arrow_table to_arrow_table (and deprecated the old name).
+                rows = (getattr(result, "to_arrow_table", None) or result.fetch_arrow_table)()
+            except duckdb.Error as err:
+                raise BadInput(f"cannot read connection {self.connection.name!r}: {_first_line(err)}") from None
+            start = stop
+            if rows.num_rows:
+                yield rows.combine_chunks().to_batches()[0]
 
     def close(self):
         if self._cursor is not None:
