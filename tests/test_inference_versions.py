@@ -12,7 +12,8 @@ def answer(version, query="", monkeypatch=None):
     monkeypatch.setenv("ORCHZIP_WALLAROO_VERSION", version)
     pipeline = {"name": "houses", "model_path": RF_MODEL, "tensor_column": None}
     batch = ModelCache().get(pipeline).infer_batch(pa.RecordBatch.from_pylist(reference_rows()[:2]))
-    return batch, records(batch, {"pipeline": pipeline, "elapsed": 1}, QueryParams(query))
+    return batch, records(batch, {"pipeline": pipeline, "last_model": {"path": RF_MODEL}, "elapsed": 1},
+                          QueryParams(query))
 
 
 @pytest.mark.parametrize("version", ["2024.1.0", "2026.1.3"])

@@ -657,3 +657,57 @@ def test_a_tutorial_style_forecast_pipeline_chains_a_statsmodels_step_and_a_byop
     assert lines["report columns"] == ["time", "in.count", "out.week_total", "out.busiest_day", "anomaly.count"]
     assert lines["week totals"] == [sum(w) for w in weeks]
     assert lines["busiest days"] == [int(np.argmax(w)) for w in weeks]
+
+
+def test_a_byop_model_may_predict_asynchronously(tmp_path, model_python):
+    folder = tmp_path / "async"
+    folder.mkdir()
+    write(folder, "model.py", """
+        import asyncio
+        from typing import Any, Set
+
+        from mac.inference import AsyncInference
+        from mac.inference.creation import InferenceBuilder
+        from mac.types import InferenceData
+
+
+        class Halving(AsyncInference):
+            @property
+            def expected_model_types(self) -> Set[Any]:
+                return {float}
+
+            @AsyncInference.model.setter
+            def model(self, model) -> None:
+                self._raise_error_if_model_is_wrong_type(model)
+                self._model = model
+
+            async def _predict(self, input_data: InferenceData) -> InferenceData:
+                await asyncio.sleep(0)
+                t = input_data["tensor"]
+                return {"total": t.sum(axis=1) * self.model, "doubled": t * 2}
+
+
+        class HalvingBuilder(InferenceBuilder):
+            @property
+            def inference(self) -> Halving:
+                return Halving
+
+            def create(self, config) -> Halving:
+                inference = self.inference()
+                inference.model = 0.5
+                return inference
+    """)
+    with WorkerStep(spec_for(folder, model_python, framework="custom")) as step:
+        assert step.process(tensor_batch([[1, 2, 3]])).to_pydict()["total"] == [3.0]
+        assert step.process(tensor_batch([[2, 2, 2]])).to_pydict()["total"] == [3.0]
+
+
+def test_requirements_given_beside_a_single_py_file_go_into_its_environment(tmp_path):
+    path = write(tmp_path, "step.py", "import tabulate\n" + textwrap.dedent(SUM_MODEL))
+    requirements = write(tmp_path, "needs.txt", "tabulate\n")
+    fields = check_upload("m", "python", path, input_schema=TENSOR_IN, output_schema=SUM_OUT,
+                          requirements=requirements)
+    assert subprocess.run([fields["python"], "-c", "import tabulate"]).returncode == 0
+    with pytest.raises(ModelError) as err:  # without them, the import fails at the door
+        check_upload("m", "python", path, input_schema=TENSOR_IN, output_schema=SUM_OUT)
+    assert "No module named 'tabulate'" in str(err.value)

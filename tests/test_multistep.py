@@ -138,15 +138,32 @@ def test_a_task_uploads_a_python_model_and_infers_through_it_after_an_onnx_step(
     scale2 = scaling_model(tmp_path / "scale2.onnx", 2.0, input_name="variable")
     scale3 = scaling_model(tmp_path / "scale3.onnx", 3.0)
     cli("build", os.path.join(REPO, "tests", "fixtures", "wallaroo", "multistep_pipeline"), "-o", str(tmp_path))
+    pids = tmp_path / "pids.py"
+    pids.write_text(PIDS)
     done = cli("run", str(tmp_path / "multistep_pipeline.zip"), "--no-env", "--arg", f"houses={XTEST_1K}",
-               "--arg", f"scale2={scale2}", "--arg", f"scale3={scale3}", "--arg", f"post={post}")
+               "--arg", f"scale2={scale2}", "--arg", f"scale3={scale3}", "--arg", f"post={post}",
+               "--arg", f"pids={pids}", "--arg", "rows=12")
     lines = dict(line.split(": ", 1) for line in done.out.splitlines() if ": " in line)
     columns, price_k, expensive = json.loads(lines["post"])
-    predicted = rf_predictions(houses(5))
+    predicted = rf_predictions(houses(12))
     assert columns == ["time", "in.tensor", "out.price_k", "out.expensive", "anomaly.count"]
     np.testing.assert_allclose(price_k, np.round(predicted / 1000.0, 2), atol=0.006)
     assert expensive == [int(p > 500_000) for p in predicted]
     assert json.loads(lines["post parallel"]) == price_k
+    # 12 batches of one row, 3 at a time: three worker processes, none of them the task itself
+    assert json.loads(lines["lanes"]) == [12, 3, False]
+
+
+PIDS = '''
+import os
+
+import numpy as np
+from mac.types import InferenceData
+
+
+def process_data(input_data: InferenceData) -> InferenceData:
+    return {"pid": np.full(len(input_data["tensor"]), os.getpid(), dtype=np.int64)}
+'''
 
 
 def test_serve_infers_through_a_multistep_pipeline(tmp_path):
@@ -220,3 +237,46 @@ def test_a_python_post_processing_step_after_an_onnx_model_runs_through_orchzip_
     predicted = rf_predictions(houses(200))
     np.testing.assert_allclose([r[0] for r in rows], predicted / 1000.0, rtol=1e-6)
     assert [r[1] for r in rows] == [int(p > 500_000) for p in predicted]
+
+
+def run_standin_task(tmp_path, code):
+    """``code`` as a task's main.py with the wallaroo stand-in, in a context naming orchzip's Python."""
+    import subprocess
+    import sys
+    import textwrap
+    from orchzip.runtime.environments import STANDIN_DIR
+    context = {"task_id": "t1", "run_id": "r1", "args": {}, "connections": {}, "pipelines": {},
+               "orchzip_python": sys.executable}
+    (tmp_path / "context.json").write_text(json.dumps(context))
+    (tmp_path / "main.py").write_text(textwrap.dedent(code))
+    env = dict(os.environ, ORCHZIP_CONTEXT=str(tmp_path / "context.json"), WALLAROO_TASK_ID="t1",
+               PYTHONPATH=STANDIN_DIR)
+    bootstrap = os.path.join(os.path.dirname(STANDIN_DIR), "task_bootstrap.py")
+    return subprocess.run([sys.executable, bootstrap, str(tmp_path / "main.py")], env=env, cwd=str(tmp_path),
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_a_model_a_task_uploads_is_checked_at_the_door_in_one_line(tmp_path):
+    (tmp_path / "post.py").write_text(POST_PROCESSING)
+    (tmp_path / "plain.py").write_text("def process_data(input_data):\n    return input_data\n")
+    done = run_standin_task(tmp_path, """
+        import pyarrow as pa, wallaroo
+        from wallaroo.framework import Framework
+        wl = wallaroo.Client()
+        schema = pa.schema([pa.field("variable", pa.list_(pa.float32(), 1))])
+        for path, kwargs in (("post.py", {}), ("plain.py", {"input_schema": schema, "output_schema": schema}),
+                             ("missing.py", {"input_schema": schema, "output_schema": schema})):
+            try:
+                wl.upload_model("post", path, framework=Framework.PYTHON, **kwargs)
+            except Exception as err:
+                print(type(err).__name__, str(err).replace(str(wl.task_args()), ""))
+        wl.upload_model("post", "post.py", framework=Framework.PYTHON, input_schema="not a schema")
+    """)
+    assert done.returncode == 2, done.stderr
+    refused = done.stdout.splitlines()
+    assert len(refused) == 3
+    assert refused[0].startswith("ConfigError upload_model('post'): ") and "input_schema" in refused[0]
+    assert refused[1].startswith("ConfigError upload_model('post'): ") and "process_data" in refused[1]
+    assert refused[2].startswith("ConfigError upload_model('post'): the model file ") and "missing.py" in refused[2]
+    assert done.stderr.strip() == ("orchzip: error: input_schema must be a pyarrow.Schema, not str: "
+                                   "give it as pa.schema([pa.field(name, type), ...])")

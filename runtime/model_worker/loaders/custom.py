@@ -4,11 +4,12 @@ Loaded as Wallaroo's runtime loads them: the top-level ``*.py`` files are import
 their classes there is exactly one subclass of ``mac.inference.creation.InferenceBuilder``; an
 instance's ``create(config)`` gets a ``CustomInferenceConfig`` whose ``model_path`` is the
 model's folder and returns a ``mac.inference.Inference`` (with ``expected_model_types`` and
-``_predict``); each batch goes through its ``predict`` (which checks a model is assigned, then
-calls ``_predict``). The folder's requirements.txt is installed into the model's own
+``_predict``) or an ``AsyncInference`` (whose ``_predict`` is a coroutine); each batch goes
+through its ``predict`` (which checks a model is assigned, then calls ``_predict``). The folder's requirements.txt is installed into the model's own
 environment before the worker starts (see ``runtime/model_envs.py``).
 """
 
+import asyncio
 import inspect
 import os
 from pathlib import Path
@@ -21,7 +22,7 @@ __all__ = ["load"]
 
 def load(path, spec):
     from mac.config.inference import CustomInferenceConfig
-    from mac.inference import Inference
+    from mac.inference import AsyncInference, Inference
     from mac.inference.creation import InferenceBuilder
 
     if not (os.path.isdir(path) or path.endswith(".zip")):
@@ -45,6 +46,9 @@ def load(path, spec):
     file, name, builder = builders[0]
     config = CustomInferenceConfig(framework="custom", model_path=Path(folder), modules_to_include={Path("*.py")})
     inference = builder().create(config)
+    if isinstance(inference, AsyncInference):
+        loop = asyncio.new_event_loop()
+        return lambda data: loop.run_until_complete(inference.predict(data))
     if not isinstance(inference, Inference):
         raise ModelLoadError(f"{name}.create() in {os.path.basename(file)} returned "
                              f"{type(inference).__name__}, not a mac.inference.Inference")

@@ -120,5 +120,7 @@ def _encoded(schema, what):
         return None
     import pyarrow as pa
     if not isinstance(schema, pa.Schema):
-        raise TypeError(f"{what} must be a pyarrow.Schema, not {type(schema).__name__}")
+        from ._local import sdk_error
+        raise sdk_error(f"{what} must be a pyarrow.Schema, not {type(schema).__name__}",
+                        f"give it as pa.schema([pa.field(name, type), ...])", TypeError)
     return base64.b64encode(schema.serialize().to_pybytes()).decode("ascii")
