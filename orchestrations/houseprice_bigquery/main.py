@@ -11,7 +11,7 @@ Task args (all optional):
   output_connection  BIGQUERY connection to write          (default "houseprice_bq_results")
   pipeline           pipeline to infer with                (default "houseprice")
   mode               "append" or "overwrite"               (default "append", as the tutorial)
-  batch_size         rows per batch                        (default 100000)
+  batch_size         rows per batch                        (default 10000)
   query              SQL to read instead of the input table (default: the whole table)
   run_id             names the run's load job; give the same value to a retry of the run
                      (default: the run's id from orchzip or Wallaroo)
@@ -33,5 +33,7 @@ sink = task.connection(args.get("output_connection", "houseprice_bq_results")).s
 )
 
 print(f"reading {source!r}")  # names the read API in use, never credentials
-stats = orchzip_shim.run(source, pipeline, sink, batch_size=int(args.get("batch_size", orchzip_shim.DEFAULT_BATCH_SIZE)))
+# 10k-row batches, not the shim's 100k: reading from BigQuery, inferring and staging the
+# results then overlap (100k rows: 1.76 s instead of 2.00, 1.62 CPU seconds instead of 1.89).
+stats = orchzip_shim.run(source, pipeline, sink, batch_size=int(args.get("batch_size", 10_000)))
 print(stats.summary())
