@@ -434,3 +434,34 @@ def test_a_tutorial_style_orchestration_uploads_and_infers_a_classifier(name, tr
     assert answer["columns"] == ["time", "in.inputs", "out.predictions", "out.probabilities", "anomaly.count"]
     assert answer["predictions"] == expected[name]["predict"]
     np.testing.assert_allclose(answer["probabilities"], expected[name]["predict_proba"], rtol=1e-6, atol=1e-7)
+
+
+def test_scalar_input_columns_convert_to_an_onnx_model_fed_from_those_columns(trained, tmp_path):
+    folder, expected = trained
+    names = ["sepal_l", "sepal_w", "petal_l", "petal_w"]
+    inputs = schema(*[(n, pa.float64()) for n in names])
+    outputs = schema(("predictions", pa.int64()), ("probabilities", floats(3)))
+    result = model_convert.convert_to_onnx("sklearn", str(folder / "logreg.pkl"), inputs, str(tmp_path / "m.onnx"),
+                                           output_schema=outputs)
+    assert result["tensor_column"] is None
+    rows = np.asarray(expected["logreg.pkl"]["rows"])
+    batch = pa.record_batch([pa.array(rows[:, i]) for i in range(4)], names=names)
+    got = OnnxModel(result["path"]).infer_batch(batch).to_pydict()
+    assert [p[0] for p in got["out.predictions"]] == expected["logreg.pkl"]["predict"]
+    np.testing.assert_allclose(got["out.probabilities"], expected["logreg.pkl"]["predict_proba"], rtol=1e-4, atol=1e-5)
+
+
+def test_rows_of_the_wrong_width_fail_their_batch_in_one_line_naming_the_model(trained):
+    from orchzip_shim.model_workers import make_step
+
+    folder, _ = trained
+    inputs, outputs = schema(("inputs", pa.list_(pa.float64()))), schema(("predictions", pa.float64()))
+    fields = check_upload("diabetes", "sklearn", str(folder / "linreg.pkl"), inputs, outputs)
+    with make_step({"name": "diabetes", "path": str(folder / "linreg.pkl"), **fields}) as step:
+        good = step.process(pa.record_batch([pa.array([[0.0] * 10] * 3, inputs.field("inputs").type)], names=["inputs"]))
+        assert good.num_rows == 3
+        with pytest.raises(OrchzipError) as info:
+            step.process(pa.record_batch([pa.array([[0.0] * 9] * 2, inputs.field("inputs").type)], names=["inputs"]))
+    message = str(info.value)
+    assert "\n" not in message and "'diabetes'" in message
+    assert "X has 9 features, but LinearRegression is expecting 10 features" in message
