@@ -124,6 +124,14 @@ def main(argv=None):
         end_line()
         print(f"orchzip: error: {err}{_state_note(err, args.state_dir)}", file=sys.stderr)
         return getattr(err, "exit_code", EXIT_USAGE)
+    except ModuleNotFoundError as err:
+        from orchzip.extras import missing_extra_message
+        message = missing_extra_message(err, args.command)
+        if message is None:
+            raise
+        end_line()
+        print(f"orchzip: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         end_line()
         print("orchzip: interrupted", file=sys.stderr)
