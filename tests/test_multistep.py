@@ -313,3 +313,17 @@ def test_serve_infers_through_a_python_step_and_its_worker_ends_with_the_server(
         server.stop()
     gone, alive = psutil.wait_procs(workers, timeout=30)
     assert not alive
+
+
+def test_a_shim_from_before_steps_is_told_to_rebuild_rather_than_run_only_the_first_step(cli, tmp_path, state_dir):
+    from orchzip.runtime.runner import pipeline_entry
+    from orchzip.runtime.store import Store
+    cli("models", "upload", "houseprice", RF_MODEL)
+    cli("models", "upload", "scaler", scaling_model(tmp_path / "s.onnx", 2.0))
+    cli("pipelines", "create", "one", "--step", "houseprice")
+    cli("pipelines", "create", "two", "--step", "houseprice", "--step", "scaler")
+    store = Store(state_dir)
+    one, two = (pipeline_entry(store, store.get_pipeline(n)) for n in ("one", "two"))
+    assert one["model"] == one["steps"][0]["path"] and os.path.isfile(one["model"])
+    assert len(two["steps"]) == 2 and not os.path.exists(two["model"])
+    assert two["model"] == "(pipeline 'two' has 2 steps, onnx first: rebuild the zip with this orchzip to run them)"
