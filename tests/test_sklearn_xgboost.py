@@ -7,7 +7,6 @@ uses and through the ONNX conversion; the converted model runs in orchzip's own 
 
 import json
 import os
-import pickle
 import subprocess
 import textwrap
 
