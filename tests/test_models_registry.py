@@ -67,6 +67,8 @@ def test_a_schema_file_and_a_workspace_are_kept_with_the_model(cli, tmp_path):
                  "--json")).json()
     assert row["output_schema"] == {"tensor": "fixed_size_list<float>[18]", "id": "int64"}
     assert row["workspace_name"] == "team"
+    assert ok(cli("workspaces", "get", "team", "--json")).json()["models"] == ["houseprice"]
+    assert "  models:      houseprice" in ok(cli("workspaces", "get", "team")).out
 
 
 def test_bad_models_and_arguments_are_refused_at_the_door(cli, tmp_path, state_dir):
