@@ -249,6 +249,12 @@ class Client:
     def kill_task(self, task_id):
         return self._post("/v1/api/task/kill", {"id": str(task_id)}, idempotent=False, hint="the task id")
 
+    def pause_task(self, task_id, pause=True):
+        """Pause (or, ``pause=False``, resume) a scheduled task: ``/v1/api/task/pause``, as the
+        SDK's experimental ``_pause``/``_resume`` call it."""
+        return self._post("/v1/api/task/pause", {"id": str(task_id), "pause": pause}, idempotent=False,
+                          hint="the task id (only scheduled tasks pause)")
+
     def list_task_runs(self, task_id, limit=None, status=None):
         body = {"task_id": str(task_id)}
         if limit is not None:

@@ -15,10 +15,9 @@ import hashlib
 import os
 import re
 import shutil
-import sqlite3
 
 from orchzip.errors import ConfigError
-from orchzip.runtime.store import AlreadyExists, NotFound, check_model_file, utcnow
+from orchzip.runtime.store import NotFound, check_model_file, utcnow
 
 __all__ = ["FRAMEWORKS", "upload_model", "list_models", "get_model", "delete_model", "resolve_step",
            "model_spec", "pipeline_specs", "create_pipeline", "pipelines_using", "steps_of"]
@@ -105,8 +104,10 @@ def upload_model(store, name, path, framework="onnx", input_schema=None, output_
     if convert_to_onnx and framework not in ("sklearn", "xgboost"):
         raise ConfigError(f"--convert-to-onnx converts sklearn and xgboost models, not {framework} ones; "
                           f"upload without it")
-    version = _next_version(store, name)
-    stored = _store_copy(store, name, version, source)
+    # Checked in a folder of its own, then numbered: two uploads of one name at once never
+    # share (or delete) each other's files, and each gets its own version.
+    folder = _store_copy(store, name, source)
+    stored = os.path.join(folder, os.path.basename(source.rstrip(os.sep)))
     fields = {}
     try:
         if convert_to_onnx:
@@ -115,21 +116,15 @@ def upload_model(store, name, path, framework="onnx", input_schema=None, output_
             fields = _frameworks_checker(framework)(
                 name, framework, stored, input_schema=schemas[0], output_schema=schemas[1],
                 requirements=requirements, on_progress=on_progress) or {}
-        row = dict(name=name, version=version, framework=framework, path=stored, sha256=file_sha256(stored),
+        row = dict(name=name, framework=framework, sha256=file_sha256(stored),
                    input_schema=fields.get("input_schema") or encode_schema(schemas[0]),
                    output_schema=fields.get("output_schema") or encode_schema(schemas[1]),
                    tensor_column=tensor_column, python=fields.get("python"),
                    requirements=_read_text(requirements), source_path=source, workspace_id=workspace_id,
                    created_at=utcnow())
-        with store.transaction() as db:
-            db.execute(f"INSERT INTO models({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                       tuple(row.values()))
-    except BaseException as err:
-        shutil.rmtree(os.path.dirname(stored), ignore_errors=True)
-        if isinstance(err, sqlite3.IntegrityError):
-            raise AlreadyExists(f"model {name!r} version {version} was uploaded at the same time; "
-                                f"upload again") from None
-        raise
+        version = _record(store, row, folder, os.path.relpath(stored, folder))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)  # moved to its version's folder when recorded
     return get_model(store, name, version)
 
 
@@ -154,17 +149,28 @@ def _read_text(requirements):
         return fh.read(1 << 20)
 
 
-def _next_version(store, name):
-    rows = store.select("SELECT MAX(version) AS v FROM models WHERE name = ?", (name,))
-    return (rows[0]["v"] or 0) + 1
+def _record(store, row, folder, relpath):
+    """Number the model (the name's next version), move its folder into place, record it."""
+    with store.transaction() as db:  # one writer at a time: the version and the folder are ours
+        version = (db.execute("SELECT MAX(version) FROM models WHERE name = ?", (row["name"],)).fetchone()[0] or 0) + 1
+        final = os.path.join(os.path.dirname(folder), str(version))
+        if os.path.exists(final):  # left by an upload that died before its record was written
+            shutil.rmtree(final)
+        os.rename(folder, final)
+        try:
+            row = dict(row, version=version, path=os.path.join(final, relpath))
+            db.execute(f"INSERT INTO models({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                       tuple(row.values()))
+        except BaseException:
+            shutil.rmtree(final, ignore_errors=True)
+            raise
+    return version
 
 
-def _store_copy(store, name, version, source):
-    """Copy the model (file or folder) to ``models/NAME/VERSION/`` under the state directory."""
-    folder = os.path.join(store.dir_for("models", name), str(version))
-    if os.path.exists(folder):  # left by an upload that died before its record was written
-        shutil.rmtree(folder)
-    os.makedirs(folder, mode=0o700)
+def _store_copy(store, name, source):
+    """Copy the model (file or folder) into a new folder under ``models/NAME/`` of the state."""
+    import tempfile
+    folder = tempfile.mkdtemp(prefix=".upload-", dir=store.dir_for("models", name))
     target = os.path.join(folder, os.path.basename(source.rstrip(os.sep)))
     try:
         if os.path.isdir(source):
@@ -174,7 +180,7 @@ def _store_copy(store, name, version, source):
     except OSError as err:
         shutil.rmtree(folder, ignore_errors=True)
         raise ConfigError(f"cannot copy model {source} into the state ({err.strerror or err})") from None
-    return target
+    return folder
 
 
 def list_models(store, name=None):

@@ -113,13 +113,17 @@ def task_context(store, task, run_id, key=None):
 def pipeline_entry(store, pipeline):
     """A pipeline as the task context and serve carry it: its steps' model specs (see registry).
 
-    ``model`` and ``tensor_column`` are the first step's when it is ONNX, for readers that
-    predate steps.
+    ``model`` and ``tensor_column`` are those of a pipeline of one ONNX step, for shims that
+    predate steps (a zip vendors the shim it was built with). Such a shim would run only the
+    first step of a longer pipeline, so for one its ``model`` names no file: it fails with a
+    line that says to rebuild the zip, rather than give the first step's outputs as results.
     """
     specs = pipeline_specs(store, pipeline)
-    first_onnx = specs[0]["framework"] == "onnx"
-    return {"steps": specs, "model": specs[0]["path"] if first_onnx else None,
-            "tensor_column": specs[0]["tensor_column"] if first_onnx else None,
+    one_onnx = len(specs) == 1 and specs[0]["framework"] == "onnx"
+    stale = (f"(pipeline {pipeline['name']!r} has {len(specs)} steps, {specs[0]['framework']} first: "
+             f"rebuild the zip with this orchzip to run them)")
+    return {"steps": specs, "model": specs[0]["path"] if one_onnx else stale,
+            "tensor_column": specs[0]["tensor_column"] if one_onnx else None,
             "workspace": pipeline["workspace_name"]}  # None: the default workspace
 
 

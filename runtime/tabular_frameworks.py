@@ -80,7 +80,7 @@ def check_schemas(name, framework, input_schema, output_schema):
     try:
         _tabular.InputLayout(schemas[0])
         for field in schemas[1]:
-            _tabular._numpy_type(field.type.value_type if _tabular._is_list(field.type) else field.type)
+            _tabular.output_type_ok(field.type.value_type if _tabular._is_list(field.type) else field.type)
     except _tabular.SchemaMismatch as err:
         raise BadModelUpload(f"model {name!r}: {err}") from None
     return texts

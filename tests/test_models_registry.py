@@ -67,6 +67,8 @@ def test_a_schema_file_and_a_workspace_are_kept_with_the_model(cli, tmp_path):
                  "--json")).json()
     assert row["output_schema"] == {"tensor": "fixed_size_list<float>[18]", "id": "int64"}
     assert row["workspace_name"] == "team"
+    assert ok(cli("workspaces", "get", "team", "--json")).json()["models"] == ["houseprice"]
+    assert "  models:      houseprice" in ok(cli("workspaces", "get", "team")).out
 
 
 def test_bad_models_and_arguments_are_refused_at_the_door(cli, tmp_path, state_dir):
@@ -123,3 +125,20 @@ def test_a_pipeline_of_a_model_file_keeps_working_beside_registered_models(cli, 
     ok(cli("models", "upload", "houseprice", model))
     replaced = ok(cli("pipelines", "create", "houses", "--step", "houseprice", "--replace", "--json")).json()
     assert replaced["steps"] == ["houseprice:1"] and replaced["model_path"] != model
+
+
+def test_uploads_of_one_name_at_once_each_get_their_own_version_and_copy(tmp_path, state_dir):
+    import concurrent.futures
+    from orchzip.runtime.registry import list_models, upload_model
+    from orchzip.runtime.store import Store
+    models = [scaling_model(tmp_path / f"s{i}.onnx", float(i + 1)) for i in range(4)]
+    store = Store(state_dir)
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        rows = list(pool.map(lambda path: upload_model(store, "scaler", path), models))
+    assert sorted(r["version"] for r in rows) == [1, 2, 3, 4]
+    for row in list_models(store, "scaler"):
+        with open(row["path"], "rb") as fh:
+            assert hashlib.sha256(fh.read()).hexdigest() == row["sha256"]
+        with open(row["source_path"], "rb") as fh:
+            assert hashlib.sha256(fh.read()).hexdigest() == row["sha256"]  # each its own file
+    assert sorted(os.listdir(os.path.join(state_dir, "models", "scaler"))) == ["1", "2", "3", "4"]

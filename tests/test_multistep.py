@@ -280,3 +280,50 @@ def test_a_model_a_task_uploads_is_checked_at_the_door_in_one_line(tmp_path):
     assert refused[2].startswith("ConfigError upload_model('post'): the model file ") and "missing.py" in refused[2]
     assert done.stderr.strip() == ("orchzip: error: input_schema must be a pyarrow.Schema, not str: "
                                    "give it as pa.schema([pa.field(name, type), ...])")
+
+
+def test_serve_infers_through_a_python_step_and_its_worker_ends_with_the_server(tmp_path):
+    import sys
+    import psutil
+    sys.path.insert(0, os.path.join(REPO, "tests", "fixtures", "serve"))
+    from serve_helpers import Server, orchzip
+
+    state = tmp_path / "state"
+    post = tmp_path / "post.py"
+    post.write_text(POST_PROCESSING)
+    orchzip(str(state), "models", "upload", "houseprice", RF_MODEL)
+    orchzip(str(state), "models", "upload", "post", str(post), "--framework", "python",
+            "--input-schema", '{"variable": "fixed_size_list<float32>[1]"}',
+            "--output-schema", '{"price_k": "fixed_size_list<float64>[1]", "expensive": "int64"}')
+    orchzip(str(state), "pipelines", "create", "priced", "--step", "houseprice", "--step", "post")
+    server = Server(state, tmp_path / "serve.log", "--no-env").start()
+    try:
+        rows = reference_rows()[:10]
+        answer = server.post("/v1/api/pipelines/infer/priced-1/priced", data=json.dumps(rows),
+                             headers={**server.headers, "Content-Type": "application/json; format=pandas-records"})
+        assert answer.status_code == 200, answer.text
+        records = answer.json()
+        predicted = rf_predictions(houses(10))
+        np.testing.assert_allclose([r["out"]["price_k"][0] for r in records], predicted / 1000.0, rtol=1e-6)
+        assert [r["out"]["expensive"] for r in records] == [int(p > 500_000) for p in predicted]
+        workers = [p for p in psutil.Process(server.process.pid).children(recursive=True)
+                   if "model_worker" in " ".join(p.cmdline())]
+        assert workers, "the Python step runs in a worker process of the server"
+    finally:
+        server.stop()
+    gone, alive = psutil.wait_procs(workers, timeout=30)
+    assert not alive
+
+
+def test_a_shim_from_before_steps_is_told_to_rebuild_rather_than_run_only_the_first_step(cli, tmp_path, state_dir):
+    from orchzip.runtime.runner import pipeline_entry
+    from orchzip.runtime.store import Store
+    cli("models", "upload", "houseprice", RF_MODEL)
+    cli("models", "upload", "scaler", scaling_model(tmp_path / "s.onnx", 2.0))
+    cli("pipelines", "create", "one", "--step", "houseprice")
+    cli("pipelines", "create", "two", "--step", "houseprice", "--step", "scaler")
+    store = Store(state_dir)
+    one, two = (pipeline_entry(store, store.get_pipeline(n)) for n in ("one", "two"))
+    assert one["model"] == one["steps"][0]["path"] and os.path.isfile(one["model"])
+    assert len(two["steps"]) == 2 and not os.path.exists(two["model"])
+    assert two["model"] == "(pipeline 'two' has 2 steps, onnx first: rebuild the zip with this orchzip to run them)"

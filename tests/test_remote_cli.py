@@ -143,6 +143,8 @@ def test_remote_tasks_take_the_local_verbs_and_id_prefixes(remote, workspace_id,
 
     scheduled = remote("remote", "schedule", orch_id[:8], "--cron", "0 3 * * *").stdout.strip()
     continuous = remote("remote", "run-continuously", orch_id[:8], "--arg", "ticks=100000").stdout.strip()
+    assert f"task {scheduled} paused" in remote("remote", "tasks", "pause", scheduled[:8]).stdout
+    assert f"task {scheduled} started" in remote("remote", "tasks", "resume", scheduled[:8]).stdout
     kinds = {t["id"]: t["kind"] for t in json.loads(remote("remote", "tasks", "--json").stdout)}
     assert kinds[scheduled] == "scheduled" and kinds[continuous] == "continuous"
     for killed in (scheduled, continuous):

@@ -7,7 +7,6 @@ uses and through the ONNX conversion; the converted model runs in orchzip's own 
 
 import json
 import os
-import pickle
 import subprocess
 import textwrap
 
@@ -465,3 +464,29 @@ def test_rows_of_the_wrong_width_fail_their_batch_in_one_line_naming_the_model(t
     message = str(info.value)
     assert "\n" not in message and "'diabetes'" in message
     assert "X has 9 features, but LinearRegression is expecting 10 features" in message
+
+
+def test_a_classifier_of_string_labels_predicts_them_into_a_string_output(envs, tmp_path):
+    from orchzip_shim.model_workers import make_step
+
+    model = tmp_path / "species.pkl"
+    trained = subprocess.run([envs["sklearn"], "-c", textwrap.dedent(f"""
+        import pickle
+        from sklearn.datasets import load_iris
+        from sklearn.tree import DecisionTreeClassifier
+        iris = load_iris()
+        labels = iris.target_names[iris.target]
+        pickle.dump(DecisionTreeClassifier(random_state=0).fit(iris.data, labels), open({str(model)!r}, "wb"))
+    """)], capture_output=True, text=True, timeout=120)
+    assert trained.returncode == 0, trained.stderr
+    inputs = schema(("inputs", floats(4)))
+    outputs = schema(("predictions", pa.string()), ("probabilities", floats(3)))
+    fields = check_upload("species", "sklearn", str(model), inputs, outputs)
+    with make_step({"name": "species", "path": str(model), **fields}) as step:
+        out = step.process(pa.record_batch([pa.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]], floats(4))],
+                                           names=["inputs"]))
+    assert out.schema == outputs
+    assert out.column("predictions").to_pylist() == ["setosa", "virginica"]
+    message = one_line_error(lambda: check_upload("species", "sklearn", str(model), inputs,
+                                                  schema(("predictions", pa.int32()))))
+    assert "holds values like 'setosa'; the output schema says int32" in message

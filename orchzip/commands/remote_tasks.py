@@ -1,4 +1,4 @@
-"""`orchzip remote tasks list|show|runs|logs|kill`: a Wallaroo instance's tasks with the verbs,
+"""`orchzip remote tasks list|show|runs|logs|kill|pause|resume`: a Wallaroo instance's tasks with the verbs,
 options and id prefixes of the local `orchzip tasks ...`.
 
 The older spellings (`remote task ID`, `remote runs ID`, `remote logs RUN_ID [--task]`,
@@ -141,6 +141,14 @@ def cmd_kill(args):
     print(f"task {task['id']} {task['status']}")
 
 
+def cmd_pause(args):
+    client = _client(args)
+    task = client.pause_task(resolve_task(client, args.task_id), pause=args.tasks_action == "pause")
+    if args.json:
+        return print_json(task)
+    print(f"task {task['id']} {task['status']}")
+
+
 # -- argument parsing ---------------------------------------------------------------------------
 def _leaf(sub, name, help_, func, settings_cls, hidden=False, under_tasks=True):
     """A command under `remote tasks` (or a hidden old alias): the instance flags, --json.
@@ -174,7 +182,7 @@ def _logs_options(p):
 def register(sub, settings_cls):
     """`remote tasks ...` on ``sub`` (the `remote` subparsers), and the older spellings."""
     tasks = sub.add_parser(
-        "tasks", help="tasks on the instance: list (the default), show, runs, logs, kill",
+        "tasks", help="tasks on the instance: list (the default), show, runs, logs, kill, pause, resume",
         description="The instance's tasks, with the verbs and options of `orchzip tasks`. Task ids may be "
         "given by their first characters. `orchzip remote tasks` alone lists them.")
     settings_cls.register_argparse_arguments(tasks)
@@ -198,6 +206,10 @@ def register(sub, settings_cls):
     p.add_argument("--run", metavar="RUN_ID", help="this run (or its first characters) instead of the latest")
     _logs_options(p)
     p = _leaf(verbs, "kill", "kill a task (its status becomes pending_kill, then killed)", cmd_kill, settings_cls)
+    _task_arg(p)
+    p = _leaf(verbs, "pause", "stop firing a scheduled task (task/pause)", cmd_pause, settings_cls)
+    _task_arg(p)
+    p = _leaf(verbs, "resume", "fire a paused task again", cmd_pause, settings_cls)
     _task_arg(p)
 
     # The older spellings, kept working and out of the help.

@@ -14,7 +14,8 @@ def _store(args, create=True):
 
 
 def _detail(store, row):
-    return dict(row, **store.workspace_members(row["id"]))
+    models = store.select("SELECT DISTINCT name FROM models WHERE workspace_id = ? ORDER BY name", (row["id"],))
+    return dict(row, **store.workspace_members(row["id"]), models=[m["name"] for m in models])
 
 
 def _show(args, store, row):
@@ -25,6 +26,7 @@ def _show(args, store, row):
     print(f"{detail['name']} (id {detail['id']}, created {detail['created_at']})")
     print(f"  connections: {', '.join(detail['connections']) or '(none)'}")
     print(f"  pipelines:   {', '.join(detail['pipelines']) or '(none)'}")
+    print(f"  models:      {', '.join(detail['models']) or '(none)'}")
 
 
 def cmd_create(args):

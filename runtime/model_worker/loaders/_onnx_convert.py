@@ -142,6 +142,9 @@ def _name_outputs(onnx_model, native, model, framework):
         src = sources[field.name]
         scalar = not _tabular._is_list(field.type)
         value_type = field.type if scalar else field.type.value_type
+        if _tabular._is_text(value_type):
+            raise ConversionError(f"output {field.name!r} is text; orchzip's ONNX steps give numbers: "
+                                  f"upload without --convert-to-onnx")
         elem = helper.np_dtype_to_tensor_dtype(np.dtype(_tabular._numpy_type(value_type)))
         current = src
         if scalar:

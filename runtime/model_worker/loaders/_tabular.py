@@ -215,7 +215,21 @@ def _numpy_type(typ):
     return pa.array([], typ).to_numpy(zero_copy_only=False).dtype
 
 
+def _is_text(typ):
+    return pa.types.is_string(typ) or pa.types.is_large_string(typ)
+
+
+def output_type_ok(typ):
+    """An output field's (value) type a model can fill: a number, a boolean, or text (class labels)."""
+    if _is_text(typ):
+        return True
+    _numpy_type(typ)
+    return True
+
+
 def _cast(values, typ, name):
+    if _is_text(typ):  # a classifier trained on string labels predicts them
+        return values.astype(str).astype(object)
     try:
         return values.astype(_numpy_type(typ), copy=False)
     except (TypeError, ValueError):

@@ -13,7 +13,6 @@ import os
 import pickle
 import sys
 
-from . import _tabular
 from .sklearn import NotAModel, TabularModel, _first_line
 
 __all__ = ["load", "read_model"]
@@ -70,6 +69,3 @@ def load(path, spec):
     return TabularModel(model, spec, kind, has_proba=hasattr(model, "predict_proba"),
                         width=getattr(model, "n_features_in_", None))
 
-
-# The error type the worker reports for a schema that does not fit (re-exported for callers).
-SchemaMismatch = _tabular.SchemaMismatch
