@@ -14,10 +14,10 @@ import io
 import os
 import zipfile
 
-from orchzip.errors import ConfigError
+from orchzip.errors import ConfigError, OrchzipError
 from orchzip.runtime import environments
 
-__all__ = ["MODEL_PACKAGES", "FRAMEWORK_PACKAGES", "ensure_model_env", "with_model_env", "model_requirements"]
+__all__ = ["MODEL_PACKAGES", "FRAMEWORK_PACKAGES", "ensure_model_env", "with_model_env", "with_model_envs", "model_requirements"]
 
 # What every model worker needs (numpy, pyarrow) and what Wallaroo's Python runtime has (pandas).
 MODEL_PACKAGES = ("numpy", "pyarrow", "pandas")
@@ -91,6 +91,22 @@ def with_model_env(spec, on_progress=None, cache_dir=None):
     if python and os.path.exists(python):
         return spec
     return dict(spec, python=ensure_model_env(spec, on_progress=on_progress, cache_dir=cache_dir))
+
+
+def with_model_envs(specs, on_progress=None, cache_dir=None):
+    """Each spec through :func:`with_model_env`, for a task's context that names every pipeline.
+
+    A spec whose environment cannot be rebuilt now (no network, a requirement gone) stays as it
+    is, so only a run that infers through that step fails, with the worker's one line, rather
+    than every run of the state.
+    """
+    ready = []
+    for spec in specs:
+        try:
+            ready.append(with_model_env(spec, on_progress=on_progress, cache_dir=cache_dir))
+        except OrchzipError:
+            ready.append(spec)
+    return ready
 
 
 def _requirements_text(requirements):

@@ -25,6 +25,7 @@ import psutil
 
 from orchzip.errors import ConfigError, OrchzipError
 from orchzip.runtime import settle as settling
+from orchzip.runtime.model_envs import with_model_envs
 from orchzip.runtime.registry import list_models, model_spec, pipeline_specs
 from orchzip.runtime.store import utcnow
 from orchzip.runtime.task_logs import READY, SETTING_UP, TaskLog, last_error_line, resolve_max_bytes
@@ -118,7 +119,9 @@ def pipeline_entry(store, pipeline):
     first step of a longer pipeline, so for one its ``model`` names no file: it fails with a
     line that says to rebuild the zip, rather than give the first step's outputs as results.
     """
-    specs = pipeline_specs(store, pipeline)
+    # A model's environment is rebuilt here when its cache was cleared (or the state was copied
+    # to another machine), so the task's workers find their Python.
+    specs = with_model_envs(pipeline_specs(store, pipeline))
     one_onnx = len(specs) == 1 and specs[0]["framework"] == "onnx"
     stale = (f"(pipeline {pipeline['name']!r} has {len(specs)} steps, {specs[0]['framework']} first: "
              f"rebuild the zip with this orchzip to run them)")

@@ -239,6 +239,33 @@ def test_a_python_post_processing_step_after_an_onnx_model_runs_through_orchzip_
     assert [r[1] for r in rows] == [int(p > 500_000) for p in predicted]
 
 
+
+def test_a_step_whose_environment_cache_was_cleared_gets_it_rebuilt_when_a_task_runs(cli, state_dir, tmp_path):
+    # As after `rm -rf ~/.cache/orchzip` or copying the state to another machine: the stored
+    # Python of the model's environment is gone; the run rebuilds (here: finds) it instead of failing.
+    import sqlite3
+    database = str(tmp_path / "houses.duckdb")
+    with duckdb.connect(database) as db:
+        db.execute("CREATE TABLE houses (tensor DOUBLE[])")
+        db.executemany("INSERT INTO houses VALUES (?)", [[r["tensor"]] for r in reference_rows()[:20]])
+    for name, table in (("houses", "houses"), ("results", "results")):
+        cli("connections", "create", name, "--type", "DUCKDB", "--details", json.dumps({"path": database, "table": table}))
+    post = tmp_path / "post.py"
+    post.write_text(POST_PROCESSING)
+    cli("models", "upload", "houseprice", RF_MODEL)
+    cli("models", "upload", "post", str(post), "--framework", "python",
+        "--input-schema", '{"variable": "fixed_size_list<float32>[1]"}',
+        "--output-schema", '{"price_k": "fixed_size_list<float64>[1]", "expensive": "int64"}')
+    cli("pipelines", "create", "priced", "--step", "houseprice", "--step", "post")
+    with sqlite3.connect(os.path.join(state_dir, "state.db")) as db:
+        assert db.execute("UPDATE models SET python = ? WHERE name = 'post'", (str(tmp_path / "gone" / "python"),)).rowcount == 1
+    cli("build", os.path.join(REPO, "orchestrations", "houseprice_local"), "-o", str(tmp_path / "dist"))
+    cli("run", str(tmp_path / "dist" / "houseprice_local.zip"), "--no-env", "--arg", "input_connection=houses",
+        "--arg", "output_connection=results", "--arg", "pipeline=priced")
+    with duckdb.connect(database) as db:
+        rows = db.execute("SELECT out_price_k[1] FROM results ORDER BY rowid").fetchall()
+    np.testing.assert_allclose([r[0] for r in rows], rf_predictions(houses(20)) / 1000.0, rtol=1e-6)
+
 def run_standin_task(tmp_path, code):
     """``code`` as a task's main.py with the wallaroo stand-in, in a context naming orchzip's Python."""
     import subprocess

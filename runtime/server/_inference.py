@@ -168,9 +168,11 @@ def _infer(ctx, deployment, pipeline_name, kind, raw):
     table, kind = _read_table(kind, raw)
     if table.num_rows == 0:
         raise ApiError(400, "body holds no rows to infer")
+    from orchzip.runtime.model_envs import with_model_env
     from orchzip.runtime.registry import pipeline_specs
-    specs = pipeline_specs(ctx.store, pipeline)
     try:
+        # A step whose environment cache was cleared gets it rebuilt rather than a failed answer.
+        specs = [with_model_env(s) for s in pipeline_specs(ctx.store, pipeline)]
         model = ctx.models.get(pipeline, specs)
     except OrchzipError as err:  # a step's model or its environment cannot load
         raise ApiError(400, str(err)) from None
