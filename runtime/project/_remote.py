@@ -27,7 +27,7 @@ import tempfile
 
 from orchzip.errors import ConfigError
 from orchzip.mlops import TASK_KINDS
-from orchzip.runtime.project._plan import KINDS, Change, connection_details
+from orchzip.runtime.project._plan import KINDS, Change, Plan, connection_details
 
 __all__ = ["RemotePlan", "make_remote_plan", "apply_remote_plan", "LOCAL_ONLY_TASK_KEYS"]
 
@@ -51,31 +51,17 @@ class RemoteChange(Change):
         return [k for k in keys if self.current.get(k) != self.desired.get(k)]
 
 
-class RemotePlan:
+class RemotePlan(Plan):
     """The changes that make an instance match a project file; ``notes`` say what is not applied.
 
     Close it (or use it as a context manager) to drop the zips it built.
     """
 
     def __init__(self, changes, notes, builds_dir, orchestrations):
-        self.changes, self.notes, self._builds_dir = changes, notes, builds_dir
+        super().__init__(changes, builds_dir)
+        self.notes = notes
         # name -> {workspace, sha, zip, id}: each orchestration's upload (id once uploaded)
         self.orchestrations = orchestrations
-
-    def __bool__(self):
-        return bool(self.changes)
-
-    def counts(self):
-        return {a: sum(1 for c in self.changes if c.action == a) for a in ("create", "update", "delete")}
-
-    def close(self):
-        shutil.rmtree(self._builds_dir, ignore_errors=True)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 # -- what the file wants ------------------------------------------------------------------------
