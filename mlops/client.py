@@ -213,29 +213,26 @@ class Client:
 
     # -- tasks ----------------------------------------------------------------------------
     def run_once(self, orch_id, workspace_id, json=None, name=None, timeout=None):
-        body = {"orch_id": str(orch_id), "workspace_id": workspace_id, "json": json or {}}
-        if name:
-            body["name"] = name
-        if timeout is not None:
-            body["timeout"] = timeout
-        return self._post("/v1/api/task/run_once", body, idempotent=False,
-                          hint="the orchestration id and workspace id")
+        return self._start_task("run_once", orch_id, workspace_id, json, name, timeout=timeout)
 
     def run_scheduled(self, orch_id, workspace_id, schedule, json=None, name=None, timeout=None):
-        body = {"orch_id": str(orch_id), "workspace_id": workspace_id, "schedule": schedule, "json": json or {}}
-        if name:
-            body["name"] = name
-        if timeout is not None:
-            body["timeout"] = timeout
-        return self._post("/v1/api/task/run_scheduled", body, idempotent=False,
-                          hint="the orchestration id and workspace id")
+        return self._start_task("run_scheduled", orch_id, workspace_id, json, name, timeout=timeout,
+                                schedule=schedule)
 
     def run_continuously(self, orch_id, workspace_id, json=None, name=None):
         """A task kept running until killed (Wallaroo's run type NetworkService)."""
+        return self._start_task("run_continuously", orch_id, workspace_id, json, name)
+
+    def _start_task(self, kind, orch_id, workspace_id, json, name, timeout=None, schedule=None):
+        """POST task/<kind>: the body every kind of task shares, plus what was given of the rest."""
         body = {"orch_id": str(orch_id), "workspace_id": workspace_id, "json": json or {}}
+        if schedule is not None:
+            body["schedule"] = schedule
         if name:
             body["name"] = name
-        return self._post("/v1/api/task/run_continuously", body, idempotent=False,
+        if timeout is not None:
+            body["timeout"] = timeout
+        return self._post(f"/v1/api/task/{kind}", body, idempotent=False,
                           hint="the orchestration id and workspace id")
 
     def list_tasks(self, workspace_id=None, killed=None, orch_id=None):
