@@ -210,11 +210,15 @@ def process_data(input_data: InferenceData) -> InferenceData:
 '''
 
 
-def test_a_python_post_processing_step_after_an_onnx_model_runs_through_orchzip_run(cli, orchzip_cli, tmp_path):
+def priced_pipeline(cli, tmp_path, n):
+    """``n`` house rows in DuckDB, and pipeline ``priced``: the ONNX model, then POST_PROCESSING.
+
+    Returns the database's path and the Python model's upload record.
+    """
     database = str(tmp_path / "houses.duckdb")
     with duckdb.connect(database) as db:
         db.execute("CREATE TABLE houses (tensor DOUBLE[])")
-        db.executemany("INSERT INTO houses VALUES (?)", [[r["tensor"]] for r in reference_rows()[:200]])
+        db.executemany("INSERT INTO houses VALUES (?)", [[r["tensor"]] for r in reference_rows()[:n]])
     for name, table in (("houses", "houses"), ("results", "results")):
         cli("connections", "create", name, "--type", "DUCKDB", "--details", json.dumps({"path": database, "table": table}))
     post = tmp_path / "post.py"
@@ -223,13 +227,22 @@ def test_a_python_post_processing_step_after_an_onnx_model_runs_through_orchzip_
     uploaded = cli("models", "upload", "post", str(post), "--framework", "python", "--json",
                    "--input-schema", '{"variable": "fixed_size_list<float32>[1]"}',
                    "--output-schema", '{"price_k": "fixed_size_list<float64>[1]", "expensive": "int64"}').json()
-    assert uploaded["framework"] == "python" and uploaded["python"]
-    no_schema = orchzip_cli("models", "upload", "post", str(post), "--framework", "python")
-    assert no_schema.code == 2 and len(no_schema.err.splitlines()) == 1 and "input_schema" in no_schema.err
     cli("pipelines", "create", "priced", "--step", "houseprice", "--step", "post")
+    return database, uploaded
+
+
+def run_priced(cli, tmp_path):
     cli("build", os.path.join(REPO, "orchestrations", "houseprice_local"), "-o", str(tmp_path / "dist"))
     cli("run", str(tmp_path / "dist" / "houseprice_local.zip"), "--no-env", "--arg", "input_connection=houses",
         "--arg", "output_connection=results", "--arg", "pipeline=priced")
+
+
+def test_a_python_post_processing_step_after_an_onnx_model_runs_through_orchzip_run(cli, orchzip_cli, tmp_path):
+    database, uploaded = priced_pipeline(cli, tmp_path, 200)
+    assert uploaded["framework"] == "python" and uploaded["python"]
+    no_schema = orchzip_cli("models", "upload", "post", str(tmp_path / "post.py"), "--framework", "python")
+    assert no_schema.code == 2 and len(no_schema.err.splitlines()) == 1 and "input_schema" in no_schema.err
+    run_priced(cli, tmp_path)
     with duckdb.connect(database) as db:
         columns = [r[0] for r in db.execute("DESCRIBE results").fetchall()]
         rows = db.execute("SELECT out_price_k[1], out_expensive FROM results ORDER BY rowid").fetchall()
@@ -244,24 +257,10 @@ def test_a_step_whose_environment_cache_was_cleared_gets_it_rebuilt_when_a_task_
     # As after `rm -rf ~/.cache/orchzip` or copying the state to another machine: the stored
     # Python of the model's environment is gone; the run rebuilds (here: finds) it instead of failing.
     import sqlite3
-    database = str(tmp_path / "houses.duckdb")
-    with duckdb.connect(database) as db:
-        db.execute("CREATE TABLE houses (tensor DOUBLE[])")
-        db.executemany("INSERT INTO houses VALUES (?)", [[r["tensor"]] for r in reference_rows()[:20]])
-    for name, table in (("houses", "houses"), ("results", "results")):
-        cli("connections", "create", name, "--type", "DUCKDB", "--details", json.dumps({"path": database, "table": table}))
-    post = tmp_path / "post.py"
-    post.write_text(POST_PROCESSING)
-    cli("models", "upload", "houseprice", RF_MODEL)
-    cli("models", "upload", "post", str(post), "--framework", "python",
-        "--input-schema", '{"variable": "fixed_size_list<float32>[1]"}',
-        "--output-schema", '{"price_k": "fixed_size_list<float64>[1]", "expensive": "int64"}')
-    cli("pipelines", "create", "priced", "--step", "houseprice", "--step", "post")
+    database, _ = priced_pipeline(cli, tmp_path, 20)
     with sqlite3.connect(os.path.join(state_dir, "state.db")) as db:
         assert db.execute("UPDATE models SET python = ? WHERE name = 'post'", (str(tmp_path / "gone" / "python"),)).rowcount == 1
-    cli("build", os.path.join(REPO, "orchestrations", "houseprice_local"), "-o", str(tmp_path / "dist"))
-    cli("run", str(tmp_path / "dist" / "houseprice_local.zip"), "--no-env", "--arg", "input_connection=houses",
-        "--arg", "output_connection=results", "--arg", "pipeline=priced")
+    run_priced(cli, tmp_path)
     with duckdb.connect(database) as db:
         rows = db.execute("SELECT out_price_k[1] FROM results ORDER BY rowid").fetchall()
     np.testing.assert_allclose([r[0] for r in rows], rf_predictions(houses(20)) / 1000.0, rtol=1e-6)
