@@ -171,7 +171,7 @@ class ContinuousTask:
                     healthy = True  # it stayed up: the crash loop, if any, is over
                     self.quick_exits = 0
                     self._set_status("started")
-                time.sleep(POLL_SECONDS)
+                self.current.pause(POLL_SECONDS)
         finally:
             self.current = None
 

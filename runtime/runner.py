@@ -211,7 +211,14 @@ class RunningTask:
                     on_output(stream, text)
             if final is not None:
                 return final
-            time.sleep(POLL_SECONDS)
+            self.pause()
+
+    def pause(self, seconds=POLL_SECONDS):
+        """Wait ``seconds``, or less if main.py's process ends first (then it is noticed at once)."""
+        try:
+            self.process.wait(seconds)
+        except subprocess.TimeoutExpired:
+            pass
 
     def kill(self, status="killed", reason="killed on request"):
         """Stop the whole process tree (TERM, then KILL after a grace period) and record it."""
