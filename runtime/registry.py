@@ -108,9 +108,10 @@ def upload_model(store, name, path, framework="onnx", input_schema=None, output_
     # share (or delete) each other's files, and each gets its own version.
     folder = _store_copy(store, name, source)
     stored = os.path.join(folder, os.path.basename(source.rstrip(os.sep)))
-    fields = {}
+    fields, original = {}, {}
     try:
         if convert_to_onnx:
+            original = {"converted_from": framework, "source_sha256": file_sha256(stored)}
             stored, framework, fields, tensor_column = _converted(name, framework, stored, schemas, on_progress)
         elif framework != "onnx":
             fields = _frameworks_checker(framework)(
@@ -121,7 +122,7 @@ def upload_model(store, name, path, framework="onnx", input_schema=None, output_
                    output_schema=fields.get("output_schema") or encode_schema(schemas[1]),
                    tensor_column=tensor_column, python=fields.get("python"),
                    requirements=_read_text(requirements), source_path=source, workspace_id=workspace_id,
-                   created_at=utcnow())
+                   created_at=utcnow(), **original)
         version = _record(store, row, folder, os.path.relpath(stored, folder))
     finally:
         shutil.rmtree(folder, ignore_errors=True)  # moved to its version's folder when recorded
@@ -246,11 +247,16 @@ def delete_model(store, name, version=None):
 
 
 def model_spec(row, tensor_column=None):
-    """The spec of a model version that tasks and serve run (the shared form of a step)."""
+    """The spec of a model version that tasks and serve run (the shared form of a step).
+
+    ``converted_from`` (the framework of a model converted to ONNX at upload, else None) tells
+    the ONNX step to shape its results as the output schema says, as the native model does.
+    """
     return {"name": row["name"], "version": str(row["version"]), "framework": row["framework"],
             "path": row["path"], "sha256": row["sha256"],
             "tensor_column": (tensor_column or row["tensor_column"]) if row["framework"] == "onnx" else None,
-            "input_schema": row["input_schema"], "output_schema": row["output_schema"], "python": row["python"]}
+            "input_schema": row["input_schema"], "output_schema": row["output_schema"], "python": row["python"],
+            "converted_from": row.get("converted_from")}
 
 
 def steps_of(store, pipeline):

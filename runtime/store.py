@@ -255,6 +255,13 @@ MIGRATIONS = [
     """
     ALTER TABLE project_tasks ADD COLUMN options TEXT NOT NULL DEFAULT '{}';
     """,
+    # 14: a model uploaded with --convert-to-onnx keeps what it was converted from (its
+    # framework, and the sha256 of the file the user gave): its results follow its output
+    # schema as the native model's do, and orchzip.yaml compares it with the file it names.
+    """
+    ALTER TABLE models ADD COLUMN converted_from TEXT;
+    ALTER TABLE models ADD COLUMN source_sha256 TEXT;
+    """,
 ]
 
 

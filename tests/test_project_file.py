@@ -378,6 +378,74 @@ def test_models_and_pipeline_steps_apply_update_to_new_versions_and_export_back(
     assert again.replace("- scaler:1", "- scaler") == exported.replace("- scaler:1", "- scaler")
 
 
+CONVERTED_PROJECT = """\
+models:
+  diabetes:
+    file: model.pkl
+    framework: sklearn
+    input_schema: {inputs: "fixed_size_list<float64>[4]"}
+    output_schema: {predictions: float64}
+    convert_to_onnx: true
+pipelines:
+  scored: {steps: [diabetes]}
+"""
+
+TRAIN_LINEAR = ("import pickle, sys, numpy as np; from sklearn.linear_model import LinearRegression; "
+                "x = np.random.default_rng(0).normal(size=(50, 4)); "
+                "pickle.dump(LinearRegression().fit(x, x @ [1.0, 2.0, 3.0, 4.0]), open(sys.argv[1], 'wb'))")
+
+
+@pytest.mark.timeout(900)
+def test_a_model_declared_convert_to_onnx_uploads_converted_applies_once_and_exports_back(tmp_path):
+    from orchzip.runtime import model_envs
+    root = tmp_path / "proj"
+    root.mkdir()
+    subprocess.run([model_envs.ensure_model_env("sklearn"), "-c", TRAIN_LINEAR, str(root / "model.pkl")],
+                   check=True, capture_output=True, timeout=300)
+    (root / "orchzip.yaml").write_text(CONVERTED_PROJECT)
+    assert "+ model diabetes" in ok(orchzip("apply", cwd=root, timeout=600)).stdout
+    model = json.loads(ok(orchzip("models", "get", "diabetes", "--json", cwd=root)).stdout)
+    assert (model["version"], model["framework"]) == (1, "onnx") and model["path"].endswith("model.onnx")
+    assert "nothing to change" in ok(orchzip("apply", cwd=root)).stdout
+
+    exported = ok(orchzip("export", "-o", "-", cwd=root)).stdout
+    assert "convert_to_onnx: true" in exported and "framework: sklearn" in exported
+    assert "tensor_column" not in exported
+    (root / "exported.yaml").write_text(exported)
+    other = tmp_path / "other-state"
+    ok(orchzip("--state-dir", str(other), "apply", "-f", "exported.yaml", cwd=root, timeout=600))
+    assert "nothing to change" in ok(orchzip("--state-dir", str(other), "apply", "-f", "exported.yaml", cwd=root)).stdout
+    assert ok(orchzip("--state-dir", str(other), "export", "-o", "-", cwd=root)).stdout == exported
+
+    # Dropping the key uploads the same file natively, as the model's next version.
+    (root / "orchzip.yaml").write_text(CONVERTED_PROJECT.replace("    convert_to_onnx: true\n", ""))
+    changed = ok(orchzip("apply", cwd=root, timeout=600)).stdout
+    assert "~ model diabetes" in changed and "convert_to_onnx" in changed and "sha256" not in changed
+    model = json.loads(ok(orchzip("models", "get", "diabetes", "--json", cwd=root)).stdout)
+    assert (model["version"], model["framework"]) == (2, "sklearn")
+    assert "nothing to change" in ok(orchzip("apply", cwd=root)).stdout
+
+
+@pytest.mark.parametrize("edit, expected", [
+    (lambda t: t.replace("framework: sklearn", "framework: onnx"),
+     "orchzip.yaml:2: models.diabetes: convert_to_onnx converts sklearn and xgboost models, not onnx ones: "
+     "set framework: sklearn or xgboost, or remove convert_to_onnx"),
+    (lambda t: t.replace("    framework: sklearn\n", ""),
+     "orchzip.yaml:2: models.diabetes: convert_to_onnx converts sklearn and xgboost models, not onnx ones"),
+    (lambda t: t.replace("    convert_to_onnx: true", "    convert_to_onnx: true\n    tensor_column: inputs"),
+     "orchzip.yaml:2: models.diabetes: tensor_column does not apply with convert_to_onnx"),
+    (lambda t: t.replace("convert_to_onnx: true", "convert_to_onnx: sometimes"),
+     "orchzip.yaml:7: models.diabetes.convert_to_onnx: Input should be a valid boolean"),
+])
+def test_convert_to_onnx_is_checked_at_the_door_in_one_line(tmp_path, edit, expected):
+    (tmp_path / "model.pkl").write_bytes(b"\x80\x04N.")
+    (tmp_path / "orchzip.yaml").write_text(edit(CONVERTED_PROJECT))
+    refused = orchzip("apply", "--dry-run", cwd=tmp_path)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused
+    assert len(refused.stderr.strip().splitlines()) == 1 and expected in refused.stderr, refused.stderr
+    assert not (tmp_path / ".orchzip").exists()
+
+
 def test_steps_must_name_declared_models(tmp_path):
     (tmp_path / "orchzip.yaml").write_text("models: {}\npipelines:\n  p:\n    steps: [nothing, 'x:y']\n")
     refused = orchzip("apply", cwd=tmp_path)

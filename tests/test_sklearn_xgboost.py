@@ -292,9 +292,94 @@ def test_a_house_price_model_as_a_pipeline_step_through_orchzip_run(framework, t
     assert run["status"] == "success" and run["rows_written"] == 1000
     with duckdb.connect(results_db, read_only=True) as db:
         got = db.execute("SELECT out_predictions FROM results ORDER BY rowid").fetchall()
-    # An ONNX step gives each output as a list per row, a worker step as the schema's scalar.
-    values = np.asarray([row[0] for row in got], dtype=np.float64).reshape(-1)
-    np.testing.assert_allclose(values, np.load(expected), rtol=1e-5)
+    # Native or converted, the step answers as its output schema says: one float per row.
+    assert all(isinstance(row[0], float) for row in got), got[:3]
+    np.testing.assert_allclose([row[0] for row in got], np.load(expected), rtol=1e-5)
+
+
+# A task that infers the same rows through the native and the converted pipeline.
+INFER_BOTH = textwrap.dedent("""
+    import json
+    import pyarrow as pa
+    import orchzip_shim
+    task = orchzip_shim.current_task()
+    rows = pa.array(task.args["rows"], pa.list_(pa.float64(), int(task.args["width"])))
+    batch = pa.record_batch([rows], names=["inputs"])
+    answers = {}
+    for name in ("native", "converted"):
+        result = task.pipeline(name).infer_batch(batch)
+        answers[name] = {"types": {f.name: str(f.type) for f in result.schema},
+                         "values": {n: result.column(n).to_pylist() for n in result.schema.names if n.startswith("out.")}}
+    print("RESULT", json.dumps(answers))
+""")
+
+
+def assert_same_outputs(native, converted, outputs):
+    """The converted pipeline's out.* columns are the native one's: names, declared types, values."""
+    out_types = {n: t for n, t in native["types"].items() if n.startswith("out.")}
+    assert out_types == {f"out.{f.name}": str(f.type) for f in outputs}
+    assert {n: t for n, t in converted["types"].items() if n.startswith("out.")} == out_types
+    for field in outputs:
+        column = f"out.{field.name}"
+        if pa.types.is_integer(field.type):
+            assert converted["values"][column] == native["values"][column]
+        else:
+            np.testing.assert_allclose(np.asarray(converted["values"][column], dtype=np.float64),
+                                       np.asarray(native["values"][column], dtype=np.float64), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["logreg.pkl", "xgbreg.pkl"])
+def test_a_converted_model_answers_as_its_output_schema_says_like_the_native_one(name, envs, trained, orchzip_cli,
+                                                                                 state_dir, tmp_path):
+    """Uploaded natively and with --convert-to-onnx, one model gives the same out.* columns, of the
+    output schema's types (a scalar per row, not a list of one), in a task and through serve."""
+    import sys
+    from conftest import REPO
+    from orchzip.runtime.model_schemas import schema_to_json
+    sys.path.insert(0, os.path.join(REPO, "tests", "fixtures", "serve"))
+    from serve_helpers import Server
+
+    folder, expected = trained
+    framework, inputs, outputs = CASES[name]
+    for pipeline, convert in (("native", []), ("converted", ["--convert-to-onnx"])):
+        for argv in (("models", "upload", pipeline, str(folder / name), "--framework", framework,
+                      "--input-schema", json.dumps(schema_to_json(inputs)),
+                      "--output-schema", json.dumps(schema_to_json(outputs)), *convert),
+                     ("pipelines", "create", pipeline, "--step", pipeline)):
+            result = orchzip_cli(*argv, timeout=600)
+            assert result.code == 0, result
+    rows = expected[name]["rows"]
+    job = tmp_path / "job"
+    job.mkdir()
+    (job / "main.py").write_text(INFER_BOTH)
+    (job / "requirements.txt").write_text("")
+    result = orchzip_cli("run", str(job), "--args", json.dumps({"rows": rows, "width": len(rows[0])}), "--json",
+                         timeout=600)
+    assert result.code == 0 and result.json()["status"] == "success", result
+    logs = orchzip_cli("runs", "logs", result.json()["id"][:8]).out
+    answers = json.loads(next(l for l in logs.splitlines() if "RESULT " in l).split("RESULT ", 1)[1])
+    assert_same_outputs(answers["native"], answers["converted"], outputs)
+    for field, want in expected_outputs(expected[name], outputs).items():
+        np.testing.assert_allclose(np.asarray(answers["converted"]["values"][f"out.{field}"], dtype=np.float64),
+                                   want, rtol=1e-4, atol=1e-4)
+
+    server = Server(state_dir, tmp_path / "serve.log").start()
+    try:
+        sink = pa.BufferOutputStream()
+        batch = pa.record_batch([pa.array(rows, inputs.field("inputs").type)], names=["inputs"])
+        with pa.ipc.new_file(sink, batch.schema) as writer:
+            writer.write_batch(batch)
+        served = {}
+        for pipeline in ("native", "converted"):
+            answer = server.post(f"/v1/api/pipelines/infer/{pipeline}", data=sink.getvalue().to_pybytes(),
+                                 headers={**server.headers, "Content-Type": "application/vnd.apache.arrow.file"})
+            assert answer.status_code == 200, answer.text
+            table = pa.ipc.open_file(pa.py_buffer(answer.content)).read_all()
+            served[pipeline] = {"types": {f.name: str(f.type) for f in table.schema},
+                                "values": {n: table.column(n).to_pylist() for n in table.schema.names}}
+    finally:
+        server.stop()
+    assert_same_outputs(served["native"], served["converted"], outputs)
 
 
 # The public Wallaroo tutorials' own models, inputs and published inference results

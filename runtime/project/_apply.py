@@ -51,7 +51,7 @@ def create_model(store, change, on_progress):
     upload_model(store, change.name, settings["file"], framework=settings["framework"],
                  input_schema=settings["input_schema"], output_schema=settings["output_schema"],
                  requirements=requirements, workspace=settings["workspace"], tensor_column=settings["tensor_column"],
-                 on_progress=on_progress)
+                 on_progress=on_progress, convert_to_onnx=settings["convert_to_onnx"])
 
 
 update_model = create_model

@@ -73,7 +73,7 @@ def _model_entry(base_dir, model):
                         "framework": None if model["framework"] == "onnx" else model["framework"],
                         "input_schema": model["input_schema"], "output_schema": model["output_schema"],
                         "requirements": requirements, "tensor_column": model["tensor_column"],
-                        "workspace": model["workspace"]})
+                        "workspace": model["workspace"], "convert_to_onnx": model["convert_to_onnx"] or None})
 
 
 def _task_entry(task):

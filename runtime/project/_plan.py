@@ -179,7 +179,8 @@ def _model_settings(base_dir, model):
         requirements = "".join(f"{line}\n" for line in requirements)
     return {"file": path, "sha256": model_sha256(path) if os.path.exists(path) else None,
             "framework": model.framework, "input_schema": model.input_schema, "output_schema": model.output_schema,
-            "requirements": requirements, "tensor_column": model.tensor_column, "workspace": model.workspace}
+            "requirements": requirements, "tensor_column": model.tensor_column, "workspace": model.workspace,
+            "convert_to_onnx": model.convert_to_onnx}
 
 
 def _read_requirements(path):
@@ -198,12 +199,21 @@ def _current_models(store):
     newest = {}
     for row in list_models(store):
         newest[row["name"]] = row  # listed by version: the last one stays
-    return {name: {"file": m["source_path"], "sha256": m["sha256"], "framework": m["framework"],
-                   "input_schema": schema_to_json(decode_schema(m["input_schema"])),
-                   "output_schema": schema_to_json(decode_schema(m["output_schema"])),
-                   "requirements": m["requirements"], "tensor_column": m["tensor_column"],
-                   "workspace": m["workspace_name"]}
+    return {name: dict({"file": m["source_path"], "sha256": m["sha256"], "framework": m["framework"],
+                        "input_schema": schema_to_json(decode_schema(m["input_schema"])),
+                        "output_schema": schema_to_json(decode_schema(m["output_schema"])),
+                        "requirements": m["requirements"], "tensor_column": m["tensor_column"],
+                        "workspace": m["workspace_name"], "convert_to_onnx": False}, **_as_uploaded(m))
             for name, m in newest.items()}
+
+
+def _as_uploaded(row):
+    """A model converted to ONNX at upload as the file declares it: the framework and sha256 of
+    the file uploaded, not of the .onnx made from it (whose input column the conversion chose)."""
+    if not row.get("converted_from"):
+        return {}
+    return {"framework": row["converted_from"], "sha256": row["source_sha256"], "tensor_column": None,
+            "convert_to_onnx": True}
 
 
 def _current_pipeline(store, pipeline):

@@ -56,12 +56,26 @@ class Model(_Strict):
     requirements: Optional[Union[str, List[str]]] = None  # a requirements.txt (relative path) or its lines
     tensor_column: Optional[str] = None
     workspace: Optional[str] = None
+    convert_to_onnx: bool = False  # uploaded converted to ONNX, as `models upload --convert-to-onnx`
 
     @field_validator("input_schema", "output_schema")
     @classmethod
     def _arrow_types(cls, value):
         from orchzip.runtime.model_schemas import parse_schema, schema_to_json
         return None if value is None else _as_value_error(lambda: schema_to_json(parse_schema(value, "the schema")))
+
+    @model_validator(mode="after")
+    def _convertible(self):
+        if not self.convert_to_onnx:
+            return self
+        if self.framework not in ("sklearn", "xgboost"):
+            raise ValueError(f"convert_to_onnx converts sklearn and xgboost models, not {self.framework} ones: "
+                             f"set framework: sklearn or xgboost, or remove convert_to_onnx")
+        if self.tensor_column is not None:
+            # The converted model reads the input schema's column; a second name could only disagree.
+            raise ValueError("tensor_column does not apply with convert_to_onnx (the converted model reads its "
+                             "input_schema's column): remove tensor_column")
+        return self
 
 
 class Pipeline(_Strict):

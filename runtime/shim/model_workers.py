@@ -54,8 +54,8 @@ _CHUNK = 1 << 20
 def make_step(spec, name=None, **options):
     """The step that runs ``spec``: an ``OnnxModel`` for ONNX, a :class:`WorkerStep` otherwise."""
     if (spec.get("framework") or "onnx") == "onnx":
-        from .models import OnnxModel
-        return OnnxModel(spec["path"], name=name or spec.get("name"), tensor_column=spec.get("tensor_column"))
+        from .models import onnx_step
+        return onnx_step(spec, name=name)
     return WorkerStep(spec, name=name, **options)
 
 

@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from .errors import BadInput, MissingDependency, ModelError
 
-__all__ = ["OnnxModel", "SdkPipelineModel", "local_model", "wallaroo_result"]
+__all__ = ["OnnxModel", "SdkPipelineModel", "local_model", "onnx_step", "wallaroo_result"]
 
 DEFAULT_TENSOR_COLUMN = "tensor"
 DEFAULT_ANOMALY_COLUMN = "anomaly.count"  # current Wallaroo releases
@@ -28,6 +28,17 @@ def local_model(name, entry, anomaly_column=None):
     """
     return OnnxModel(entry["model"], name=name, tensor_column=entry.get("tensor_column"),
                      anomaly_column=anomaly_column)
+
+
+def onnx_step(spec, name=None, anomaly_column=None):
+    """The :class:`OnnxModel` of an ONNX step's model spec (see runtime/registry.py ``model_spec``).
+
+    A model converted to ONNX at upload (``converted_from``) answers as its output schema says,
+    as the native model does; any other ONNX model gives a list per row, as on Wallaroo.
+    """
+    return OnnxModel(spec.get("path") or spec.get("model"), name=name or spec.get("name"),
+                     tensor_column=spec.get("tensor_column"), anomaly_column=anomaly_column,
+                     output_schema=spec.get("output_schema") if spec.get("converted_from") else None)
 
 
 def _now_ms():
@@ -87,6 +98,52 @@ def _list_per_row(values):
     return pa.ListArray.from_arrays(offsets, _from_numpy(flat.reshape(-1)))
 
 
+def _decode_schema(schema):
+    """A ``pyarrow.Schema`` from itself or the spec's base64 text (None stays None)."""
+    if schema is None or isinstance(schema, pa.Schema):
+        return schema
+    import base64
+    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(schema)))
+
+
+def _is_list(typ):
+    return pa.types.is_list(typ) or pa.types.is_large_list(typ) or pa.types.is_fixed_size_list(typ)
+
+
+def _as_field(field, values, model_name):
+    """An output of shape [N] or [N, k] as the column the output schema's ``field`` declares:
+    one value per row for a scalar type, a list of the field's list type otherwise."""
+    values = np.asarray(values)
+    n = values.shape[0]
+    flat = np.ascontiguousarray(values.reshape(n, -1))
+    width = flat.shape[1]
+    typ = field.type
+    if not _is_list(typ):
+        if width != 1:
+            raise ModelError(f"model {model_name!r} gives {width} values per row in output {field.name!r}; "
+                             f"its output schema says one ({typ})")
+        return _cast(_from_numpy(flat.reshape(n)), typ, field.name, model_name)
+    inner = _cast(_from_numpy(flat.reshape(-1)), typ.value_type, field.name, model_name)
+    if pa.types.is_fixed_size_list(typ):
+        if width != typ.list_size:
+            raise ModelError(f"model {model_name!r} gives {width} values per row in output {field.name!r}; "
+                             f"its output schema says {typ.list_size}")
+        return pa.FixedSizeListArray.from_arrays(inner, typ.list_size)
+    large = pa.types.is_large_list(typ)
+    offsets = _from_numpy(np.arange(0, n * width + 1, width, dtype=np.int64 if large else np.int32))
+    return (pa.LargeListArray if large else pa.ListArray).from_arrays(offsets, inner)
+
+
+def _cast(array, typ, field_name, model_name):
+    if array.type == typ:  # the converted model casts to the schema's types itself: the usual case
+        return array
+    try:
+        return array.cast(typ)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
+        raise ModelError(f"model {model_name!r} output {field_name!r} of type {array.type} does not fit its "
+                         f"output schema's {typ}: {err}") from None
+
+
 class OnnxModel:
     """An ONNX model run by onnxruntime on the CPU.
 
@@ -95,9 +152,12 @@ class OnnxModel:
         default ``tensor``, else the column named like the model's input, else, when every
         column is numeric, all columns side by side (a CSV of feature columns).
     :param anomaly_column: the results' check-count column (see the module docstring).
+    :param output_schema: when given (a ``pyarrow.Schema`` or its base64 text), the outputs are
+        the schema's fields, each shaped and typed as the field says (a model converted to ONNX
+        answers as the native one); by default every output is a list per row.
     """
 
-    def __init__(self, path, name=None, tensor_column=None, anomaly_column=None):
+    def __init__(self, path, name=None, tensor_column=None, anomaly_column=None, output_schema=None):
         self.path = os.fspath(path)
         self.anomaly_column = anomaly_column or DEFAULT_ANOMALY_COLUMN
         self.name = name or os.path.splitext(os.path.basename(self.path))[0]
@@ -133,6 +193,14 @@ class OnnxModel:
         shape = inputs[0].shape
         self.width = shape[1] if len(shape) == 2 and isinstance(shape[1], int) else None
         self.output_names = [o.name for o in self._session.get_outputs()]
+        self.output_fields = None
+        if output_schema is not None:
+            self.output_fields = list(_decode_schema(output_schema))
+            missing = [f.name for f in self.output_fields if f.name not in self.output_names]
+            if missing:
+                raise ModelError(f"model {self.path} has no output {missing[0]!r} of its output schema "
+                                 f"(outputs: {', '.join(self.output_names)}); upload it again")
+            self.output_names = [f.name for f in self.output_fields]
 
     def __repr__(self):
         return f"OnnxModel({self.path!r}, input={self.input_name!r}, width={self.width})"
@@ -151,6 +219,8 @@ class OnnxModel:
             results = self._session.run(self.output_names, {self.input_name: features})
         except Exception as err:
             raise ModelError(f"model {self.name!r} failed on rows {row_offset}..{row_offset + batch.num_rows - 1}: {err}") from None
+        if self.output_fields is not None:
+            return {f.name: _as_field(f, r, self.name) for f, r in zip(self.output_fields, results)}
         return {n: _list_per_row(r) for n, r in zip(self.output_names, results)}
 
     def close(self):

@@ -13,7 +13,7 @@ own environment's worker process (model_workers), when this shim has them.
 import pyarrow as pa
 
 from .errors import BadInput, ModelError
-from .models import DEFAULT_ANOMALY_COLUMN, DEFAULT_TENSOR_COLUMN, OnnxModel, wallaroo_result
+from .models import DEFAULT_ANOMALY_COLUMN, DEFAULT_TENSOR_COLUMN, OnnxModel, onnx_step, wallaroo_result
 
 __all__ = ["PipelineModel", "local_pipeline", "make_step", "step_label"]
 
@@ -27,9 +27,8 @@ def local_pipeline(name, entry, anomaly_column=None):
     steps = entry.get("steps")
     if not steps or (len(steps) == 1 and (steps[0].get("framework") or "onnx") == "onnx"):
         step = steps[0] if steps else entry
-        return OnnxModel(step.get("path") or step.get("model"), name=name,
-                         tensor_column=step.get("tensor_column", entry.get("tensor_column")),
-                         anomaly_column=anomaly_column)
+        return onnx_step(dict(step, tensor_column=step.get("tensor_column", entry.get("tensor_column"))),
+                         name=name, anomaly_column=anomaly_column)
     return PipelineModel(steps, name=name, anomaly_column=anomaly_column)
 
 
@@ -42,7 +41,7 @@ def make_step(spec):
     """The runnable step of a model spec: ``process(batch, row_offset) -> batch`` and ``close()``."""
     framework = spec.get("framework") or "onnx"
     if framework == "onnx":
-        return OnnxModel(spec["path"], name=spec.get("name"), tensor_column=spec.get("tensor_column"))
+        return onnx_step(spec)
     try:
         from .model_workers import make_step as make_worker_step
     except ImportError:
