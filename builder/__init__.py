@@ -15,11 +15,20 @@ import tempfile
 
 from orchzip.errors import ConfigError
 
-from ._check import EnvironmentCheck, check_environment
-from ._collect import collect
 from ._untrusted import Limits, UnsafeZip, safe_extract, verify
-from ._validate import validate
 from ._write import MANIFEST_NAME, SHIM_PACKAGE, fixed_timestamp, shim_files, zip_bytes
+
+# Collecting (pathspec), validating (packaging, detect-secrets) and checking an environment are
+# imported when a build needs them: the CLI imports this package for every command's --help.
+_LAZY = {"check_environment": "._check", "EnvironmentCheck": "._check"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "build",
@@ -103,6 +112,10 @@ def build(folder, out_dir, name=None, strict=False, max_size=DEFAULT_MAX_SIZE, a
         (see :func:`check_environment`) and refuse it when it conflicts.
     :raises InvalidOrchestration: listing every problem; nothing is written then.
     """
+    from ._check import check_environment
+    from ._collect import collect
+    from ._validate import validate
+
     folder = os.path.abspath(folder)
     if not os.path.isdir(folder):
         raise ConfigError(f"{folder}: not a folder; give the orchestration folder holding main.py")

@@ -26,7 +26,18 @@ from ._errors import (
     scrub,
 )
 from ._settings import Settings
-from .client import ORCHESTRATION_FINAL, TASK_FINAL, TASK_KINDS, Client, task_outcome
+
+# The client imports requests (0.15 s): only the commands that talk to an instance pay for it,
+# not every CLI start (the parser registers Settings' flags for several commands).
+_CLIENT_NAMES = ("Client", "task_outcome", "ORCHESTRATION_FINAL", "TASK_FINAL", "TASK_KINDS")
+
+
+def __getattr__(name):
+    if name in _CLIENT_NAMES:
+        from . import client
+        return getattr(client, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Client",

@@ -171,7 +171,7 @@ class ContinuousTask:
                     healthy = True  # it stayed up: the crash loop, if any, is over
                     self.quick_exits = 0
                     self._set_status("started")
-                time.sleep(POLL_SECONDS)
+                self.current.pause(POLL_SECONDS)
         finally:
             self.current = None
 
@@ -181,7 +181,10 @@ class ContinuousTask:
                 self.on_output(stream, text)
 
     def _stopping(self):
-        return bool(self.should_stop())
+        stop = self.should_stop()
+        if isinstance(stop, str):  # the reason the stopped run's record gives
+            self.stop_reason = lambda: stop
+        return bool(stop)
 
     def _wait(self, seconds):
         deadline = self.clock() + seconds
@@ -225,7 +228,8 @@ def run_continuously(store, target, args=None, name=None, policy=None, should_st
                      **options):
     """Run ``target`` (a zip or folder) as a run-continuously task until stopped; returns the task.
 
-    :param should_stop: called with the task (a dict) while it goes; true kills it.
+    :param should_stop: called with the task (a dict) while it goes; true kills it (a string is
+        the reason its run's record gives).
     :param log_max_bytes: the cap of each run's log (default: ``$ORCHZIP_LOG_MAX_BYTES`` or 16 MiB).
     :param options: passed to :class:`ContinuousTask` (``no_env``, ``on_output``, ``on_run``, ...).
     """

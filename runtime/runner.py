@@ -194,9 +194,14 @@ class RunningTask:
 
         :param on_event: called with each progress event (a dict) the task reports.
         :param on_output: called with each new ``(stream, text)`` piece of the run's log.
-        :param should_stop: polled; when it returns true the run is killed.
+        :param should_stop: polled; when it returns true the run is killed (with that reason,
+            when it is a string). It is polled first in each turn, so a caller that defers its
+            signals to it (see orchzip.commands.run.StopSignals) does so before the loop starts.
         """
         while True:
+            stop = should_stop() if should_stop is not None else None
+            if stop:
+                return self.kill("killed", stop if isinstance(stop, str) else "killed on request")
             final = self.poll()
             for event in self.read_events():
                 if on_event is not None:
@@ -206,9 +211,14 @@ class RunningTask:
                     on_output(stream, text)
             if final is not None:
                 return final
-            if should_stop is not None and should_stop():
-                return self.kill("killed", "killed on request")
-            time.sleep(POLL_SECONDS)
+            self.pause()
+
+    def pause(self, seconds=POLL_SECONDS):
+        """Wait ``seconds``, or less if main.py's process ends first (then it is noticed at once)."""
+        try:
+            self.process.wait(seconds)
+        except subprocess.TimeoutExpired:
+            pass
 
     def kill(self, status="killed", reason="killed on request"):
         """Stop the whole process tree (TERM, then KILL after a grace period) and record it."""
@@ -514,7 +524,8 @@ def run_once(store, target, args=None, timeout=None, name=None, python=None, on_
     :param no_env: run in orchzip's own interpreter, not the zip's task environment.
     :param on_env_progress: called with each line of progress while a task environment builds.
     :param should_stop: called with the task (a dict) while the run goes; true kills the run
-        (how `orchzip tasks kill` reaches a run started by `orchzip run` in another process).
+        (how `orchzip tasks kill` reaches a run started by `orchzip run` in another process);
+        a string is the reason the run record gives.
     :param log_max_bytes: the cap of the run's log (default: ``$ORCHZIP_LOG_MAX_BYTES`` or 16 MiB).
     :param wallaroo_version: the Wallaroo release the task targets (default: see
         ``wallaroo_versions.resolve_version``); kept with the task.

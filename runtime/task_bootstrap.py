@@ -24,13 +24,19 @@ Before main.py runs, the bootstrap ties the task's life to its runner's:
   once: ``ORCHZIP_CONTEXT`` then names the in-memory copy, which vanishes with the process.
 """
 
+import atexit
+import builtins
+import gc
+import importlib.machinery
+import io
 import json
 import os
-import runpy
 import signal
 import sys
+import threading
 import time
 import traceback
+import types
 
 ORCHZIP_ERROR_EXIT = 2
 PR_SET_PDEATHSIG = 1
@@ -111,9 +117,10 @@ def main():
     main_py = os.path.abspath(sys.argv[1])
     sys.argv = [main_py] + sys.argv[2:]
     sys.path.insert(0, os.path.dirname(main_py))
+    atexit.register(shorter_shutdown, os.path.dirname(main_py))  # registered first, so it runs last
     _event("main_started")
     try:
-        runpy.run_path(main_py, run_name="__main__")
+        run_as_main(main_py)
         _event("main_ended")
     except BaseException as err:  # noqa: B036 - reclassify, then re-raise what is not ours
         _event("main_ended")
@@ -131,6 +138,56 @@ def main():
         sys.stderr.write("".join(user_traceback(err, os.path.dirname(main_py))))
         sys.stderr.flush()
         raise SystemExit(1) from None  # what Python exits with for an uncaught exception
+
+
+def run_as_main(main_py):
+    """Run main.py as ``python main.py`` does: in a module that stays ``sys.modules["__main__"]``.
+
+    (runpy.run_path runs it in a module it drops afterwards: main.py's globals then became
+    garbage that the exit never finalized, so a file main.py left open lost what it wrote.)
+    """
+    module = types.ModuleType("__main__")
+    module.__dict__.update(__file__=main_py, __cached__=None, __package__=None, __spec__=None,
+                           __loader__=importlib.machinery.SourceFileLoader("__main__", main_py),
+                           __builtins__=builtins)
+    sys.modules["__main__"] = module
+    with io.open_code(main_py) as fh:
+        code = compile(fh.read(), main_py, "exec")
+    exec(code, module.__dict__)
+
+
+def shorter_shutdown(root):
+    """The last atexit handler: finalize the orchestration's objects, then freeze the rest.
+
+    The interpreter's exit runs full collections over everything the task imported; with
+    google-cloud-bigquery and pandas loaded they took 0.2-0.35 s of a 1.5 s run. Here the
+    orchestration's own modules (``__main__`` and those under its folder) are cleared as the
+    exit clears modules (their names set to None, ``_`` names first) and collected, so what
+    they hold is finalized as with ``python main.py`` (a file main.py left open is flushed).
+    Then every object left is frozen and the exit's collections skip them: reference cycles
+    inside libraries that are alive at the exit are not finalized, which Python does not
+    promise for objects alive at exit. atexit handlers and the wait for non-daemon threads
+    have run by then. While a daemon thread of the task still runs, nothing is done: it could
+    see the orchestration's names gone, so the exit goes as Python's own.
+    """
+    if threading.active_count() > 1:
+        return
+    for name, module in list(sys.modules.items()):
+        where = getattr(module, "__file__", None) or ""
+        if name == "__main__" or (where and _inside(where, root)):
+            _clear_module(module)
+    gc.collect()
+    gc.freeze()
+
+
+def _clear_module(module):
+    namespace = getattr(module, "__dict__", None)
+    if not isinstance(namespace, dict):
+        return
+    for underscored in (True, False):
+        for key in list(namespace):
+            if key != "__builtins__" and isinstance(key, str) and key.startswith("_") == underscored:
+                namespace[key] = None
 
 
 def user_traceback(err, root):

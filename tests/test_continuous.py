@@ -258,3 +258,25 @@ def test_a_continuous_task_whose_orchzip_run_was_killed_outright_ends_failed(orc
     assert run["status"] == "failure" and "--continuously stopped" in run["error"]
     refused = orchzip_cli("tasks", "kill", task["id"])
     assert refused.code == 2 and "already ended (failed)" in refused.err
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("sig_name", ["SIGTERM", "SIGHUP"])
+def test_sigterm_and_sighup_of_orchzip_run_continuously_kill_the_task_and_record_why(
+        orchzip_cli, state_dir, tmp_path, supervisors, sig_name):
+    import signal
+    folder = orchestration(tmp_path, "service", """\
+        import time
+        while True:
+            print("serving", flush=True)
+            time.sleep(0.2)
+    """)
+    supervisor = supervisors(state_dir, folder)
+    (task,) = wait_for(lambda: [t for t in tasks(orchzip_cli) if t["last_run"] == "running"], 60, "the service")
+    wait_for(lambda: "serving" in orchzip_cli("runs", "logs", "--last").out, 60, "main.py to serve")
+    supervisor.process.send_signal(getattr(signal, sig_name))
+    code, out, err = supervisor.finish()
+    assert code == 130 and "interrupted" in err, (code, err)
+    (run,) = runs(orchzip_cli, task["id"])
+    assert run["status"] == "killed" and sig_name in run["error"], run
+    assert orchzip_cli("tasks", "show", task["id"], "--json").json()["status"] == "killed"

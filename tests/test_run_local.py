@@ -278,3 +278,32 @@ def test_duckdb_to_duckdb_keeps_the_result_schema_and_values_and_imports_no_pand
     np.testing.assert_array_equal(np.array([w[1] for w in written], dtype=np.float32), expected)
     assert {w[2] for w in written} == {0}
     assert all(w[3] is not None for w in written)
+
+
+@pytest.mark.timeout(120)
+def test_the_task_ends_as_python_main_py_would_its_files_flushed_and_atexit_run(orchzip_cli, state_dir, tmp_path):
+    # main.py runs as the module __main__ and the exit is shortened (task_bootstrap): a file
+    # main.py left open is still flushed, atexit handlers and non-daemon threads still run.
+    out = tmp_path / "out"
+    out.mkdir()
+    folder = tmp_path / "exits"
+    folder.mkdir()
+    (folder / "requirements.txt").write_text("")
+    (folder / "main.py").write_text(textwrap.dedent(f"""\
+        import atexit, threading, time
+        OUT = {str(out)!r}
+        left_open = open(OUT + "/left_open.txt", "w", buffering=1 << 20)
+        left_open.write("left open\\n")
+
+        def late():
+            time.sleep(0.5)
+            with open(OUT + "/thread.txt", "w") as fh:
+                fh.write("thread\\n")
+
+        threading.Thread(target=late).start()  # not a daemon: the exit waits for it
+        atexit.register(lambda: open(OUT + "/atexit.txt", "w").write("atexit\\n"))
+    """))
+    result = orchzip_cli("run", str(folder), "--json")
+    assert result.code == 0, result.err
+    assert {p.name: p.read_text() for p in out.iterdir()} == {
+        "left_open.txt": "left open\n", "atexit.txt": "atexit\n", "thread.txt": "thread\n"}

@@ -68,15 +68,17 @@ def cmd_run_continuously(args, target, task_args):
         say(f"{describe_run(run)}; starting it again in {delay:g} s (task {status})")
 
     try:
-        with stop_signals_interrupt():  # SIGTERM and SIGHUP stop it as Ctrl-C does
+        with stop_signals_interrupt() as stop:  # SIGTERM and SIGHUP stop it as Ctrl-C does
             task = run_continuously(
                 store, target, args=task_args, name=args.name, policy=policy,
-                should_stop=lambda task: kill_requested(store, task["id"]),
+                should_stop=stop.polled(lambda task: kill_requested(store, task["id"])),
                 on_run=on_run, on_restart=on_restart, on_output=None if args.json else progress.on_output,
                 log_max_bytes=args.log_max_bytes, **_environment_options(args),
             )
     finally:
         progress.close()
+    if stop.reason:  # the task was stopped and recorded; the command ends as an interrupted one
+        raise KeyboardInterrupt(stop.reason)
     runs = store.list_runs(task_id=task["id"])
     if args.json:
         print_json(dict(task, runs=len(runs)))

@@ -89,37 +89,63 @@ def execute(args, target, task_args):
     store = Store(args.state_dir)
     progress = Progress(enabled=not args.json and sys.stderr.isatty())
     try:
-        with stop_signals_interrupt():
-            return run_once(
+        with stop_signals_interrupt() as stop:
+            run = run_once(
                 store, target, args=task_args, timeout=args.timeout, name=args.name,
                 log_max_bytes=getattr(args, "log_max_bytes", None),
                 on_event=progress.on_event, on_output=None if args.json else progress.on_output,
-                should_stop=lambda task: kill_requested(store, task["id"]),  # honours `orchzip tasks kill`
+                # a stop signal, or `orchzip tasks kill` from another process
+                should_stop=stop.polled(lambda task: kill_requested(store, task["id"])),
                 wallaroo_version=getattr(args, "wallaroo_version", None), **_environment_options(args),
             )
     finally:
         progress.close()
+    if stop.reason:  # the run was killed and recorded; the command ends as an interrupted one
+        raise KeyboardInterrupt(stop.reason)
+    return run
+
+
+class StopSignals:
+    """SIGINT, SIGTERM and SIGHUP as a request to stop: see :func:`stop_signals_interrupt`."""
+
+    def __init__(self):
+        self.reason = None  # e.g. "orchzip run got SIGTERM", once a signal came
+        self.deferring = False  # true once a wait loop polls us
+
+    def handle(self, signum, frame):
+        if self.reason is not None:
+            return  # later signals cannot cut the recording of the first one short
+        self.reason = f"orchzip run got {signal.Signals(signum).name}"
+        if not self.deferring:
+            raise KeyboardInterrupt(self.reason)
+
+    def polled(self, should_stop):
+        """``should_stop`` for a run's wait loop: true (the reason) once a signal came, else
+        what ``should_stop`` says. Its first call marks the loop as started: from then on a
+        signal is only recorded, and the loop kills and records the run at its next poll."""
+        def check(*args):
+            self.deferring = True
+            return self.reason or should_stop(*args)
+        return check
 
 
 @contextlib.contextmanager
 def stop_signals_interrupt():
-    """SIGTERM and SIGHUP (CI cancellation, `timeout`, a closed terminal) act as Ctrl-C does.
+    """SIGINT, SIGTERM and SIGHUP (Ctrl-C, CI cancellation, `timeout`, a closed terminal) stop the run.
 
-    The first of SIGINT/SIGTERM/SIGHUP raises KeyboardInterrupt, so the run is killed, tree
-    and all, and recorded ``killed``; later ones are ignored until that is done, so a second
-    signal cannot cut the recording short.
+    Yields a :class:`StopSignals`. Until a run's wait loop polls its ``polled`` check, the first
+    signal raises KeyboardInterrupt at once (an environment build or a zip in the making stops
+    there). Once the loop polls it, a signal is only recorded and the loop kills the run, tree
+    and all, and records it ``killed`` with the signal's name. Raising inside that loop could
+    land while it holds a lock or half-reaps the process (subprocess's own waitpid lock, the
+    log's lock), and the kill that follows would then wait for that lock forever.
     """
     names = ("SIGINT", "SIGTERM", "SIGHUP")
     sigs = [getattr(signal, n) for n in names if hasattr(signal, n)]
-
-    def handle(signum, frame):
-        for sig in sigs:
-            signal.signal(sig, signal.SIG_IGN)
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
-    previous = {sig: signal.signal(sig, handle) for sig in sigs}
+    stop = StopSignals()
+    previous = {sig: signal.signal(sig, stop.handle) for sig in sigs}
     try:
-        yield
+        yield stop
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -210,8 +210,7 @@ def _cmd_pause_resume(action):
 
 # -- parsers --------------------------------------------------------------------------------
 def register(subparsers):
-    from orchzip.runtime.scheduler.loop import DEFAULT_GRACE
-    from orchzip.runtime.scheduler.policies import OVERLAP_POLICIES
+    from orchzip.runtime.scheduler.policies import DEFAULT_GRACE, OVERLAP_POLICIES
 
     p = subparsers.add_parser(
         "schedule", help="register an orchestration as a scheduled task (cron)",

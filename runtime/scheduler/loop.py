@@ -30,7 +30,7 @@ import time
 from orchzip.errors import ConfigError, OrchzipError
 from orchzip.runtime.scheduler.clock import SystemClock, from_iso, to_iso
 from orchzip.runtime.scheduler.policies import (
-    DEFAULT_MISFIRE_GRACE, DEFAULT_OVERLAP, decide_fires, decide_retry, retry_time,
+    DEFAULT_GRACE, DEFAULT_MISFIRE_GRACE, DEFAULT_OVERLAP, decide_fires, decide_retry, retry_time,
 )
 from orchzip.runtime.scheduler.trigger import CronTrigger
 
@@ -39,7 +39,6 @@ __all__ = ["Scheduler", "Executor", "ProcessExecutor", "SchedulerBusy", "schedul
 log = logging.getLogger("orchzip.scheduler")
 
 LOST_RUN = "scheduler stopped (lost run)"
-DEFAULT_GRACE = 30.0
 ACTIVE_TASK = ("pending", "started")
 HEARTBEAT_SECONDS = 5.0
 FOREIGN_HOST_STALE = datetime.timedelta(seconds=60)

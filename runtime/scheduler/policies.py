@@ -17,8 +17,12 @@ Three policies per task, safe by default:
 import dataclasses
 import datetime
 
+# Seconds the runs still going get to finish when a scheduler stops (here, not in loop, so the
+# CLI's parser can show it without importing the scheduler).
+DEFAULT_GRACE = 30.0
+
 __all__ = [
-    "OVERLAP_POLICIES", "DEFAULT_OVERLAP", "DEFAULT_MISFIRE_GRACE", "DEFAULT_RETRY_BACKOFF",
+    "OVERLAP_POLICIES", "DEFAULT_OVERLAP", "DEFAULT_MISFIRE_GRACE", "DEFAULT_GRACE", "DEFAULT_RETRY_BACKOFF",
     "LATE_TOLERANCE", "FireDecision", "decide_fires", "retry_time", "decide_retry",
 ]
 
