@@ -11,22 +11,32 @@ What travels to a task or to serve is a *model spec*, one dict per step (see
 with ``--model FILE`` before registered models existed are one ONNX step read from that file.
 """
 
+import fcntl
+import glob
 import hashlib
 import os
 import re
 import shutil
+import time
 
 from orchzip.errors import ConfigError
 from orchzip.runtime.store import NotFound, check_model_file, utcnow
 
 __all__ = ["FRAMEWORKS", "upload_model", "list_models", "get_model", "delete_model", "resolve_step",
-           "model_spec", "pipeline_specs", "create_pipeline", "pipelines_using", "steps_of"]
+           "model_spec", "pipeline_specs", "create_pipeline", "pipelines_using", "steps_of",
+           "remove_abandoned_uploads"]
 
 FRAMEWORKS = ("onnx", "python", "custom", "sklearn", "xgboost")
 # Wallaroo's rule for model names (the SDK checks it at upload): DNS-compatible.
 _NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9-]*[a-zA-Z0-9]$|^[a-zA-Z]$")
 _MODEL_SELECT = ("SELECT m.*, w.name AS workspace_name FROM models m "
                  "LEFT JOIN workspaces w ON w.id = m.workspace_id")
+# An upload copies the model into models/NAME/.upload-PID-XXXXXXXX, a folder it holds locked
+# until it ends (see _store_copy); a killed upload leaves it behind for remove_abandoned_uploads.
+_UPLOAD_PREFIX = ".upload-"
+_UPLOAD_NAME = re.compile(r"^\.upload-(\d+)-")
+# A folder named as before uploads said their pid is removed once this old (its writer cannot tell).
+UNMARKED_UPLOAD_SECONDS = 24 * 3600
 
 
 def _check_name(name):
@@ -104,9 +114,10 @@ def upload_model(store, name, path, framework="onnx", input_schema=None, output_
     if convert_to_onnx and framework not in ("sklearn", "xgboost"):
         raise ConfigError(f"--convert-to-onnx converts sklearn and xgboost models, not {framework} ones; "
                           f"upload without it")
+    remove_abandoned_uploads(store)
     # Checked in a folder of its own, then numbered: two uploads of one name at once never
     # share (or delete) each other's files, and each gets its own version.
-    folder = _store_copy(store, name, source)
+    folder, held = _store_copy(store, name, source)
     stored = os.path.join(folder, os.path.basename(source.rstrip(os.sep)))
     fields, original = {}, {}
     try:
@@ -126,6 +137,7 @@ def upload_model(store, name, path, framework="onnx", input_schema=None, output_
         version = _record(store, row, folder, os.path.relpath(stored, folder))
     finally:
         shutil.rmtree(folder, ignore_errors=True)  # moved to its version's folder when recorded
+        os.close(held)
     return get_model(store, name, version)
 
 
@@ -169,19 +181,75 @@ def _record(store, row, folder, relpath):
 
 
 def _store_copy(store, name, source):
-    """Copy the model (file or folder) into a new folder under ``models/NAME/`` of the state."""
+    """Copy the model (file or folder) into a new folder under ``models/NAME/`` of the state.
+
+    Returns ``(folder, fd)``: ``fd`` holds an exclusive lock on the folder until the upload
+    closes it, and the folder's name carries this process's pid, so that
+    :func:`remove_abandoned_uploads` tells a live upload from a killed one.
+    """
     import tempfile
-    folder = tempfile.mkdtemp(prefix=".upload-", dir=store.dir_for("models", name))
+    from orchzip_shim.commits import fault_point
+    folder = tempfile.mkdtemp(prefix=f"{_UPLOAD_PREFIX}{os.getpid()}-", dir=store.dir_for("models", name))
+    held = os.open(folder, os.O_RDONLY)
+    fcntl.flock(held, fcntl.LOCK_EX)  # never blocks: nobody else knows the folder yet
     target = os.path.join(folder, os.path.basename(source.rstrip(os.sep)))
     try:
         if os.path.isdir(source):
             shutil.copytree(source, target, symlinks=False)
         else:
             shutil.copyfile(source, target)
+        fault_point("upload-copied")
     except OSError as err:
         shutil.rmtree(folder, ignore_errors=True)
+        os.close(held)
         raise ConfigError(f"cannot copy model {source} into the state ({err.strerror or err})") from None
-    return folder
+    return folder, held
+
+
+def remove_abandoned_uploads(store):
+    """Remove the ``models/*/.upload-*`` folders of uploads that were killed; returns their paths.
+
+    A folder is abandoned when the pid in its name is not a running process and nobody holds
+    its lock (the kernel drops a killed process's locks): a live upload, of this name or any
+    other, keeps its folder. A pid reused by another process only delays the removal.
+    """
+    removed = []
+    for folder in sorted(glob.glob(os.path.join(glob.escape(store.state_dir), "models", "*", _UPLOAD_PREFIX + "*"))):
+        if _remove_if_abandoned(folder):
+            removed.append(folder)
+    return removed
+
+
+def _remove_if_abandoned(folder):
+    marked = _UPLOAD_NAME.match(os.path.basename(folder))
+    try:
+        if marked and _alive(int(marked.group(1))):
+            return False
+        if not marked and time.time() - os.stat(folder).st_mtime < UNMARKED_UPLOAD_SECONDS:
+            return False
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # gone meanwhile: its upload ended, or another cleaner was first
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # held: its writer is alive (in another pid namespace, say)
+        os.close(fd)
+        return False
+    try:
+        shutil.rmtree(folder, ignore_errors=True)
+    finally:
+        os.close(fd)
+    return not os.path.exists(folder)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def list_models(store, name=None):
@@ -234,6 +302,7 @@ def delete_model(store, name, version=None):
     rows = [get_model(store, name, version)] if version is not None else list_models(store, name)
     if not rows:
         get_model(store, name)  # raises the unknown-model error
+    remove_abandoned_uploads(store)
     users = pipelines_using(store, [r["id"] for r in rows])
     if users:
         what = f"{name}:{version}" if version is not None else name

@@ -142,3 +142,99 @@ def test_uploads_of_one_name_at_once_each_get_their_own_version_and_copy(tmp_pat
         with open(row["source_path"], "rb") as fh:
             assert hashlib.sha256(fh.read()).hexdigest() == row["sha256"]  # each its own file
     assert sorted(os.listdir(os.path.join(state_dir, "models", "scaler"))) == ["1", "2", "3", "4"]
+
+
+def wait_for_line(stream, text, seconds):
+    """The first line of ``stream`` holding ``text``, read for at most ``seconds``."""
+    import select
+    import time
+    deadline = time.monotonic() + seconds
+    buffered = ""
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([stream], [], [], max(0.0, deadline - time.monotonic()))
+        chunk = os.read(stream.fileno(), 4096).decode(errors="replace") if ready else ""
+        if ready and not chunk:
+            break  # the process closed its stderr: it ended
+        buffered += chunk
+        if text in buffered:
+            return buffered
+    raise AssertionError(f"no {text!r} within {seconds} s; read: {buffered[-2000:]!r}")
+
+
+def test_a_killed_upload_leaves_a_folder_the_next_upload_removes_but_never_a_live_uploads(cli, tmp_path,
+                                                                                         state_dir):
+    """SIGKILL an `orchzip models upload` with its copy in its .upload-* folder: a concurrent
+    upload meanwhile leaves that folder alone (its writer lives); once killed, the next upload
+    removes it, and the registry reads as if the killed upload never started."""
+    import signal
+    import subprocess
+    import sys
+    folder = os.path.join(state_dir, "models", "scaler")
+    first, second = scaling_model(tmp_path / "s1.onnx", 2.0), scaling_model(tmp_path / "s2.onnx", 3.0)
+    writer = subprocess.Popen([sys.executable, "-m", "orchzip", "models", "upload", "scaler", first],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=str(tmp_path),
+                              env=dict(os.environ, ORCHZIP_STATE_DIR=state_dir, ORCHZIP_FAULT="upload-copied:pause"))
+    try:
+        wait_for_line(writer.stderr, "orchzip-fault: paused at upload-copied", 60)
+        [leftover] = [os.path.join(folder, f) for f in os.listdir(folder) if f.startswith(".upload-")]
+        assert os.listdir(leftover) == ["s1.onnx"]
+        assert os.path.basename(leftover).startswith(f".upload-{writer.pid}-")
+        # Concurrent upload of the same name: its writer is alive, its folder stays.
+        assert ok(cli("models", "upload", "scaler", second, "--json")).json()["version"] == 1
+        assert os.path.isdir(leftover)
+        writer.send_signal(signal.SIGKILL)
+        assert writer.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+            writer.wait(timeout=30)
+        writer.stderr.close()
+    assert os.path.isdir(leftover)  # the kill left it
+    assert [m["version"] for m in ok(cli("models", "list", "--json")).json()] == [1]
+
+    third = ok(cli("models", "upload", "scaler", first, "--json")).json()
+    assert third["version"] == 2
+    assert sorted(os.listdir(folder)) == ["1", "2"]  # the leftover is gone, the versions kept
+    for row in ok(cli("models", "list", "scaler", "--json")).json():
+        with open(row["path"], "rb") as fh:
+            assert hashlib.sha256(fh.read()).hexdigest() == row["sha256"]
+    assert ok(cli("models", "get", "scaler:1", "--json")).json()["source_path"] == second
+
+
+def test_a_leftover_of_an_upload_killed_by_its_fault_hook_goes_with_the_next_delete(cli, tmp_path, state_dir):
+    model = scaling_model(tmp_path / "s.onnx", 2.0)
+    ok(cli("models", "upload", "keep", model))
+    killed = cli("models", "upload", "scaler", model, env={"ORCHZIP_FAULT": "upload-copied:kill"})
+    assert killed.code == -9, killed
+    folder = os.path.join(state_dir, "models", "scaler")
+    assert [f for f in os.listdir(folder) if f.startswith(".upload-")]
+    assert [m["name"] for m in ok(cli("models", "list", "--json")).json()] == ["keep"]
+    ok(cli("models", "delete", "keep"))
+    assert os.listdir(folder) == []
+
+
+def test_a_leftover_whose_lock_is_held_stays_and_an_old_unmarked_one_goes(tmp_path, state_dir):
+    """The pid in a folder's name is not the only witness: a writer holding the folder's lock
+    (seen from another pid namespace, say) keeps it; a folder named before uploads said their pid
+    goes once a day old."""
+    import fcntl
+    import subprocess
+    import sys
+    from orchzip.runtime.registry import UNMARKED_UPLOAD_SECONDS, remove_abandoned_uploads
+    from orchzip.runtime.store import Store
+    store = Store(state_dir)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          timeout=60).stdout.strip()
+    locked = store.dir_for("models", "a", f".upload-{dead}-locked")
+    fresh, old = store.dir_for("models", "b", ".upload-fresh123"), store.dir_for("models", "b", ".upload-old45678")
+    stale = os.path.getmtime(old) - UNMARKED_UPLOAD_SECONDS - 60
+    os.utime(old, (stale, stale))
+    fd = os.open(locked, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        assert remove_abandoned_uploads(store) == [old]
+        assert os.path.isdir(locked) and os.path.isdir(fresh)
+    finally:
+        os.close(fd)
+    assert remove_abandoned_uploads(store) == [locked]
+    assert os.path.isdir(fresh)

@@ -114,7 +114,9 @@ def fault_point(point):
 
     Points: ``prepared`` (before a sink's commit), ``swapped`` (a FILE output renamed into
     place, its ledger not yet), ``committed`` (commit done, its record not yet written) and
-    ``recorded`` (after the record). ``kill`` SIGKILLs this process; ``pause`` says so on
+    ``recorded`` (after the record); and, outside tasks, ``upload-copied`` (``orchzip models
+    upload`` has copied the model into its ``.upload-*`` folder, not yet numbered or recorded).
+    ``kill`` SIGKILLs this process; ``pause`` says so on
     stderr and sleeps, so that a test can kill the runner, scheduler or server right there.
     """
     wanted = os.environ.get(FAULT_ENV)
