@@ -197,7 +197,7 @@ class RunningTask:
         :param on_output: called with each new ``(stream, text)`` piece of the run's log.
         :param should_stop: polled; when it returns true the run is killed (with that reason,
             when it is a string). It is polled first in each turn, so a caller that defers its
-            signals to it (see orchzip.commands.run.StopSignals) does so before the loop starts.
+            signals to it (see orchzip.commands._running.StopSignals) does so before the loop starts.
         """
         while True:
             stop = should_stop() if should_stop is not None else None

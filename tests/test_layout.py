@@ -15,6 +15,8 @@ def _imports(path, package):
         if isinstance(node, ast.ImportFrom) and node.level == 1:
             found.add(node.module or "")
             found.update(f"{node.module}.{a.name}" if node.module else a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module == package:  # from package import module
+            found.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(package + "."):
             found.add(node.module[len(package) + 1:])
     return found
@@ -53,6 +55,7 @@ def _cycle(graph):
     ("mlops", "orchzip.mlops"),
     ("builder", "orchzip.builder"),
     ("runtime/shim/connectors", "orchzip_shim.connectors"),
+    ("orchzip/commands", "orchzip.commands"),
 ])
 def test_modules_of_a_package_import_each_other_without_circles(folder, package):
     graph = _graph(folder, package)

@@ -49,7 +49,7 @@ def refuse_options_of_continuous(args):
 
 
 def cmd_run_continuously(args, target, task_args):
-    from orchzip.commands.run import Progress, _environment_options, describe_run, open_store, stop_signals_interrupt
+    from orchzip.commands._running import Progress, describe_run, environment_options, open_store, stop_signals_interrupt
     from orchzip.runtime.continuous import run_continuously
     from orchzip.runtime.scheduler.control import kill_requested
 
@@ -73,7 +73,7 @@ def cmd_run_continuously(args, target, task_args):
                 store, target, args=task_args, name=args.name, policy=policy,
                 should_stop=stop.polled(lambda task: kill_requested(store, task["id"])),
                 on_run=on_run, on_restart=on_restart, on_output=None if args.json else progress.on_output,
-                log_max_bytes=args.log_max_bytes, **_environment_options(args),
+                log_max_bytes=args.log_max_bytes, **environment_options(args),
             )
     finally:
         progress.close()

@@ -3,7 +3,8 @@
 import sys
 
 from orchzip.commands._output import add_json_flag, print_json
-from orchzip.commands.run import EXIT_TASK_FAILED, describe_run, execute
+from orchzip.commands._running import describe_run
+from orchzip.commands.run import EXIT_TASK_FAILED, execute
 
 
 def cmd_quickstart(args):

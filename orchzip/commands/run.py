@@ -1,15 +1,16 @@
 """`orchzip run` (a run-once task, locally) and `orchzip runs list|show|logs`."""
 
-import contextlib
 import json
 import os
-import signal
 import sys
 
 from orchzip.errors import ConfigError
-from orchzip.runtime.task_logs import is_framing, parse_line, read_lines
-from orchzip.commands._output import end_line, add_json_flag, add_wallaroo_version_flag, print_json, print_table
+from orchzip.runtime.task_logs import parse_line, read_lines
+from orchzip.commands._output import add_json_flag, add_wallaroo_version_flag, print_json, print_table
 from orchzip.commands.state import parse_json_object
+from orchzip.commands._running import (
+    Progress, describe_run, environment_options, open_store, run_seconds, stop_signals_interrupt,
+)
 
 EXIT_TASK_FAILED = 1
 
@@ -28,58 +29,6 @@ def parse_task_args(args_json, pairs):
     return task_args
 
 
-class Progress:
-    """Rows and batches on stderr while a run goes, when stderr is a terminal."""
-
-    def __init__(self, enabled):
-        self._bar = None
-        self._enabled = enabled
-
-    def on_event(self, event):
-        if not self._enabled or "rows_read" not in event:
-            return
-        if self._bar is None:
-            from tqdm import tqdm
-            self._bar = tqdm(unit=" rows", unit_scale=True, file=sys.stderr, leave=False, desc="inferring")
-        self._bar.update(event["rows_read"] - self._bar.n)
-        self._bar.set_postfix(batches=event.get("batches"), written=event.get("rows_written"), refresh=False)
-
-    def on_output(self, stream, text):
-        """The task's stdout to ours, its stderr to ours; Wallaroo's framing lines stay in the log."""
-        if is_framing(text):
-            return
-        end_line()  # a one-line progress of an environment build ends where the task's output starts
-        if self._bar is not None:
-            self._bar.clear()
-        out = sys.stderr if stream == "stderr" else sys.stdout
-        out.write(text)
-        out.flush()
-        if self._bar is not None:
-            self._bar.refresh()
-
-    def close(self):
-        if self._bar is not None:
-            self._bar.close()
-
-
-def describe_run(run):
-    seconds = _seconds(run)
-    text = f"run {run['id']} {run['status']}"
-    if seconds is not None:
-        text += f" in {seconds:.2f} s"
-    if run.get("rows_read") is not None:
-        text += (f"; rows read {run['rows_read']}, inferred {run['rows_inferred']}, "
-                 f"written {run['rows_written']}")
-    return text
-
-
-def _seconds(run):
-    from datetime import datetime
-    if not run.get("started_at") or not run.get("ended_at"):
-        return None
-    return (datetime.fromisoformat(run["ended_at"]) - datetime.fromisoformat(run["started_at"])).total_seconds()
-
-
 def execute(args, target, task_args):
     """Run ``target`` once with the CLI's progress display; returns the final run record."""
     from orchzip.runtime.runner import run_once
@@ -96,71 +45,13 @@ def execute(args, target, task_args):
                 on_event=progress.on_event, on_output=None if args.json else progress.on_output,
                 # a stop signal, or `orchzip tasks kill` from another process
                 should_stop=stop.polled(lambda task: kill_requested(store, task["id"])),
-                wallaroo_version=getattr(args, "wallaroo_version", None), **_environment_options(args),
+                wallaroo_version=getattr(args, "wallaroo_version", None), **environment_options(args),
             )
     finally:
         progress.close()
     if stop.reason:  # the run was killed and recorded; the command ends as an interrupted one
         raise KeyboardInterrupt(stop.reason)
     return run
-
-
-class StopSignals:
-    """SIGINT, SIGTERM and SIGHUP as a request to stop: see :func:`stop_signals_interrupt`."""
-
-    def __init__(self):
-        self.reason = None  # e.g. "orchzip run got SIGTERM", once a signal came
-        self.deferring = False  # true once a wait loop polls us
-
-    def handle(self, signum, frame):
-        if self.reason is not None:
-            return  # later signals cannot cut the recording of the first one short
-        self.reason = f"orchzip run got {signal.Signals(signum).name}"
-        if not self.deferring:
-            raise KeyboardInterrupt(self.reason)
-
-    def polled(self, should_stop):
-        """``should_stop`` for a run's wait loop: true (the reason) once a signal came, else
-        what ``should_stop`` says. Its first call marks the loop as started: from then on a
-        signal is only recorded, and the loop kills and records the run at its next poll."""
-        def check(*args):
-            self.deferring = True
-            return self.reason or should_stop(*args)
-        return check
-
-
-@contextlib.contextmanager
-def stop_signals_interrupt():
-    """SIGINT, SIGTERM and SIGHUP (Ctrl-C, CI cancellation, `timeout`, a closed terminal) stop the run.
-
-    Yields a :class:`StopSignals`. Until a run's wait loop polls its ``polled`` check, the first
-    signal raises KeyboardInterrupt at once (an environment build or a zip in the making stops
-    there). Once the loop polls it, a signal is only recorded and the loop kills the run, tree
-    and all, and records it ``killed`` with the signal's name. Raising inside that loop could
-    land while it holds a lock or half-reaps the process (subprocess's own waitpid lock, the
-    log's lock), and the kill that follows would then wait for that lock forever.
-    """
-    names = ("SIGINT", "SIGTERM", "SIGHUP")
-    sigs = [getattr(signal, n) for n in names if hasattr(signal, n)]
-    stop = StopSignals()
-    previous = {sig: signal.signal(sig, stop.handle) for sig in sigs}
-    try:
-        yield stop
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def _environment_options(args):
-    """Per-task environments: built from the zip's requirements.txt unless --no-env."""
-    if getattr(args, "no_env", False):
-        return {"no_env": True}
-    return {"on_env_progress": _show_env_progress}
-
-
-def _show_env_progress(line):
-    from orchzip.commands._output import env_progress
-    env_progress(line)
 
 
 def cmd_run(args):
@@ -208,23 +99,6 @@ def _take_recipe_options(args, recipe):
         args.wallaroo_version = recipe["wallaroo_version"]
 
 
-def open_store(args, create=True):
-    """The store, with runs (and continuous tasks) whose `orchzip run` died unrecorded settled first.
-
-    :param create: False for commands that only read: a missing state reads as empty and is
-        not created.
-    """
-    from orchzip.runtime.continuous import reconcile_lost_continuous
-    from orchzip.runtime.runner import reconcile_lost_runs
-    from orchzip.runtime.store import Store
-
-    store = Store(args.state_dir, create=create)
-    if store.exists:
-        reconcile_lost_runs(store)
-        reconcile_lost_continuous(store)
-    return store
-
-
 def cmd_runs_list(args):
     rows = open_store(args, create=False).list_runs(task_id=args.task, status=args.status, limit=args.limit)
     if args.json:
@@ -235,7 +109,7 @@ def cmd_runs_list(args):
 
 
 def _fmt_seconds(run):
-    seconds = _seconds(run)
+    seconds = run_seconds(run)
     return "" if seconds is None else f"{seconds:.2f}"
 
 

@@ -7,7 +7,8 @@ import threading
 
 from orchzip.errors import ConfigError
 from orchzip.commands._output import add_json_flag, print_json, print_table
-from orchzip.commands.run import _fmt_seconds, add_run_arguments, open_store, parse_task_args, print_log
+from orchzip.commands._running import open_store
+from orchzip.commands.run import _fmt_seconds, add_run_arguments, parse_task_args, print_log
 
 EXIT_FAILED = 1
 
