@@ -32,6 +32,7 @@ def __getattr__(name):
 
 __all__ = [
     "build",
+    "build_unless_unchanged",
     "BuildResult",
     "InvalidOrchestration",
     "inspect_zip",
@@ -158,6 +159,27 @@ def build(folder, out_dir, name=None, strict=False, max_size=DEFAULT_MAX_SIZE, a
         raise InvalidOrchestration.from_problems(folder, [f"{err}; list such files in .orchzipignore"]) from None
     return BuildResult(_write_atomically(out_dir, f"{name}.zip", data), hashlib.sha256(data).hexdigest(),
                        len(data), manifest, warnings, environment)
+
+
+def build_unless_unchanged(folder, out_dir):
+    """The zip of ``folder`` in ``out_dir`` for a run: the last build's when nothing it is made of
+    changed (see ``_reuse``), else a new :func:`build`. Returns the zip's path."""
+    from ._reuse import remember, reusable, source_key
+
+    folder = os.path.abspath(folder)
+    if not os.path.isdir(folder):
+        raise ConfigError(f"{folder}: not a folder; give the orchestration folder holding main.py")
+    name = os.path.basename(folder.rstrip(os.sep))
+    key = source_key(folder, name)
+    zip_path = os.path.abspath(os.path.join(out_dir, f"{name}.zip"))
+    if reusable(zip_path, key):
+        return zip_path
+    result = build(folder, out_dir, name=name)
+    # The files may have changed while they were built: then the key no longer says what the
+    # zip holds, and the next run builds again rather than trust it.
+    if source_key(folder, name) == key:
+        remember(result.zip_path, key, result.sha256)
+    return result.zip_path
 
 
 def _over_limits(files):

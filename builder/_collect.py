@@ -11,8 +11,6 @@ is refused (it would ship whatever it points at, ``/etc/passwd`` included).
 import os
 import stat
 
-import pathspec
-
 from orchzip.errors import ConfigError
 
 IGNORE_FILE = ".orchzipignore"
@@ -47,6 +45,8 @@ def _ignore_spec(folder):
     path = os.path.join(folder, IGNORE_FILE)
     if not os.path.isfile(path):
         return None
+    import pathspec  # only for a folder that has an ignore file
+
     try:
         with open(path, encoding="utf-8-sig") as fh:
             return pathspec.GitIgnoreSpec.from_lines(fh.read().splitlines())

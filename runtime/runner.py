@@ -46,11 +46,12 @@ TASK_STATUS_FOR_RUN = {"success": "started", "failure": "started", "killed": "ki
 
 
 def prepare_zip(store, target):
-    """The zip to run for ``target``: a zip as it is, or a folder built into one first."""
+    """The zip to run for ``target``: a zip as it is, or a folder built into one first (the
+    last build of that folder when nothing in it changed)."""
     target = os.path.abspath(target)
     if os.path.isdir(target):
-        from orchzip.builder import build
-        return build(target, store.dir_for("builds")).zip_path
+        from orchzip.builder import build_unless_unchanged
+        return build_unless_unchanged(target, store.dir_for("builds"))
     if not os.path.isfile(target):
         raise ConfigError(f"{target} is neither an orchestration folder nor a zip file")
     return target

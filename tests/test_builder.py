@@ -182,6 +182,49 @@ def test_orchzipignore_excludes_files_with_gitignore_syntax(tmp_path):
 
 # -- untrusted zips ------------------------------------------------------------------------
 
+# -- a run of a folder reuses its last zip while nothing in it changed -------------------------
+def test_an_unchanged_folder_reuses_its_zip_and_every_change_rebuilds_it(tmp_path):
+    from orchzip.builder import build_unless_unchanged
+    folder = simple_orchestration(tmp_path)
+    out = tmp_path / "builds"
+    zip_path = build_unless_unchanged(str(folder), str(out))
+    first = os.stat(zip_path)
+    assert build_unless_unchanged(str(folder), str(out)) == zip_path
+    assert os.stat(zip_path).st_ino == first.st_ino  # the same file: not written again
+
+    def names_and(entry):
+        with zipfile.ZipFile(zip_path) as archive:
+            return sorted(archive.namelist()), archive.read(entry) if entry in archive.namelist() else None
+
+    helper = folder / "lib" / "helpers.py"
+    stamp = os.stat(helper)
+    helper.write_text("Y = 2\n")  # same size, and the same mtime put back: only the content tells
+    os.utime(helper, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    build_unless_unchanged(str(folder), str(out))
+    assert names_and("lib/helpers.py")[1] == b"Y = 2\n"
+    (folder / "extra.py").write_text("Z = 3\n")
+    build_unless_unchanged(str(folder), str(out))
+    assert "extra.py" in names_and("extra.py")[0]
+    (folder / ".orchzipignore").write_text("extra.py\n")
+    build_unless_unchanged(str(folder), str(out))
+    assert "extra.py" not in names_and("extra.py")[0]
+    with open(zip_path, "ab") as fh:  # a zip changed on disk is never trusted
+        fh.write(b"tampered")
+    build_unless_unchanged(str(folder), str(out))
+    assert sha256(zip_path) == build(str(folder), str(tmp_path / "fresh")).sha256
+
+
+def test_a_folder_that_fails_to_build_keeps_failing_and_reuses_nothing(tmp_path):
+    from orchzip.builder import build_unless_unchanged
+    folder = simple_orchestration(tmp_path)
+    out = tmp_path / "builds"
+    build_unless_unchanged(str(folder), str(out))
+    (folder / "main.py").write_text("print('unclosed'\n")
+    for _ in range(2):
+        with pytest.raises(InvalidOrchestration, match="main.py"):
+            build_unless_unchanged(str(folder), str(out))
+
+
 def crafted_zip(path, entries, link=None):
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, data in entries:

@@ -307,3 +307,24 @@ def test_the_task_ends_as_python_main_py_would_its_files_flushed_and_atexit_run(
     assert result.code == 0, result.err
     assert {p.name: p.read_text() for p in out.iterdir()} == {
         "left_open.txt": "left open\n", "atexit.txt": "atexit\n", "thread.txt": "thread\n"}
+
+
+@pytest.mark.timeout(120)
+def test_each_run_of_a_folder_runs_what_the_folder_holds_now(orchzip_cli, state_dir, tmp_path):
+    # A folder's zip is reused while nothing in it changed (builder._reuse); an edit is always seen,
+    # even one that keeps the file's size and modification time.
+    folder = tmp_path / "edited"
+    folder.mkdir()
+    (folder / "requirements.txt").write_text("")
+    main_py = folder / "main.py"
+    said = []
+    for word in ("first", "again", "other"):
+        if word != "again":
+            stamp = os.stat(main_py) if main_py.exists() else None
+            main_py.write_text(f"print('{word}')\n")
+            if stamp is not None:
+                os.utime(main_py, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+        result = orchzip_cli("run", str(folder), "--json")
+        assert result.code == 0, result.err
+        said.append(orchzip_cli("runs", "logs", result.json()["id"]).out)
+    assert "first" in said[0] and "first" in said[1] and "other" in said[2] and "first" not in said[2]
