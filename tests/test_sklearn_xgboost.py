@@ -356,6 +356,9 @@ def test_a_converted_model_answers_as_its_output_schema_says_like_the_native_one
                      ("pipelines", "create", pipeline, "--step", pipeline)):
             result = orchzip_cli(*argv, timeout=600)
             assert result.code == 0, result
+    shown = orchzip_cli("models", "get", "converted").out
+    assert f"  converted: to ONNX from {framework} (file sha256 " in shown, shown
+    assert orchzip_cli("models", "get", "native", "--json").json()["converted_from"] is None
     rows = expected[name]["rows"]
     job = tmp_path / "job"
     job.mkdir()
