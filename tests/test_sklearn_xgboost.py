@@ -300,9 +300,12 @@ def test_a_house_price_model_as_a_pipeline_step_through_orchzip_run(framework, t
 # A task that infers the same rows through the native and the converted pipeline.
 INFER_BOTH = textwrap.dedent("""
     import json
+    import pandas as pd
     import pyarrow as pa
+    import wallaroo
     import orchzip_shim
     task = orchzip_shim.current_task()
+    wl = wallaroo.Client()
     rows = pa.array(task.args["rows"], pa.list_(pa.float64(), int(task.args["width"])))
     batch = pa.record_batch([rows], names=["inputs"])
     answers = {}
@@ -310,6 +313,10 @@ INFER_BOTH = textwrap.dedent("""
         result = task.pipeline(name).infer_batch(batch)
         answers[name] = {"types": {f.name: str(f.type) for f in result.schema},
                          "values": {n: result.column(n).to_pylist() for n in result.schema.names if n.startswith("out.")}}
+        # As a Wallaroo SDK user infers: a DataFrame in, a DataFrame out.
+        frame = wl.pipelines_by_name(name)[0].infer(pd.DataFrame({"inputs": task.args["rows"]}))
+        answers[name]["sdk"] = {n: [v.tolist() if hasattr(v, "tolist") else v for v in frame[n]]
+                                for n in frame.columns if n.startswith("out.")}
     print("RESULT", json.dumps(answers))
 """)
 
@@ -321,6 +328,7 @@ def assert_same_outputs(native, converted, outputs):
     assert {n: t for n, t in converted["types"].items() if n.startswith("out.")} == out_types
     for field in outputs:
         column = f"out.{field.name}"
+        assert np.shape(converted["values"][column]) == np.shape(native["values"][column]), column
         if pa.types.is_integer(field.type):
             assert converted["values"][column] == native["values"][column]
         else:
@@ -348,6 +356,9 @@ def test_a_converted_model_answers_as_its_output_schema_says_like_the_native_one
                      ("pipelines", "create", pipeline, "--step", pipeline)):
             result = orchzip_cli(*argv, timeout=600)
             assert result.code == 0, result
+    shown = orchzip_cli("models", "get", "converted").out
+    assert f"  converted: to ONNX from {framework} (file sha256 " in shown, shown
+    assert orchzip_cli("models", "get", "native", "--json").json()["converted_from"] is None
     rows = expected[name]["rows"]
     job = tmp_path / "job"
     job.mkdir()
@@ -359,6 +370,8 @@ def test_a_converted_model_answers_as_its_output_schema_says_like_the_native_one
     logs = orchzip_cli("runs", "logs", result.json()["id"][:8]).out
     answers = json.loads(next(l for l in logs.splitlines() if "RESULT " in l).split("RESULT ", 1)[1])
     assert_same_outputs(answers["native"], answers["converted"], outputs)
+    assert_same_outputs(dict(answers["native"], values=answers["native"]["sdk"]),
+                        dict(answers["converted"], values=answers["converted"]["sdk"]), outputs)
     for field, want in expected_outputs(expected[name], outputs).items():
         np.testing.assert_allclose(np.asarray(answers["converted"]["values"][f"out.{field}"], dtype=np.float64),
                                    want, rtol=1e-4, atol=1e-4)

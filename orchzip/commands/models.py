@@ -63,6 +63,8 @@ def cmd_get(args):
     print(f"{row['name']} version {row['version']} ({row['framework']}, sha256 {row['sha256']})")
     print(f"  file:      {row['path']}")
     print(f"  uploaded:  {row['created_at']} from {row['source_path']}")
+    if row.get("converted_from"):
+        print(f"  converted: to ONNX from {row['converted_from']} (file sha256 {row['source_sha256']})")
     if row["workspace_name"]:
         print(f"  workspace: {row['workspace_name']}")
     for key in ("input_schema", "output_schema"):
@@ -105,7 +107,8 @@ def register(subparsers):
     p.add_argument("--workspace", metavar="NAME", help="the workspace the model is in")
     p.add_argument("--convert-to-onnx", action="store_true",
                    help="sklearn/xgboost: store the model converted to ONNX (skl2onnx/onnxmltools, checked "
-                        "against the original) and run it as an ONNX step")
+                        "against the original) and run it as an ONNX step whose results follow the "
+                        "output schema, as the native model's do")
     add_json_flag(p)
     p.set_defaults(func=cmd_upload)
     p = sub.add_parser("list", help="list models and their versions")

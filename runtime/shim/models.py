@@ -1,7 +1,8 @@
 """Models: map a batch of input rows to a batch shaped as Wallaroo's inference results.
 
 A result batch has the columns Wallaroo returns: ``time`` (one timestamp per batch),
-``in.<column>`` for every input column, ``out.<output>`` (a list per row) and the count of
+``in.<column>`` for every input column, ``out.<output>`` (a list per row; for a model
+converted to ONNX at upload, as its output schema says) and the count of
 failed validation checks (0 per row: local pipelines have no checks), named as the targeted
 Wallaroo release names it: ``anomaly.count`` today, ``check_failures`` in 2023 releases. The
 task context says which (``anomaly_column``, written by the runner from the target version).
