@@ -80,9 +80,15 @@ class RestartPolicy:
 
 
 def create_continuous_task(store, target, args=None, name=None, **fields):
-    """Record a run-continuously task for ``target`` (a zip or folder, built now); returns it."""
+    """Record a run-continuously task for ``target`` (a zip or folder, built now); returns it.
+
+    The task keeps its own read-only copy of the zip, as a scheduled task does: every restart
+    runs the code it was started with, as on Wallaroo, even when the folder is run again
+    edited (which rebuilds its zip in the state's ``builds/``) or ``dist/`` is rebuilt.
+    """
     from orchzip.runtime.runner import prepare_zip
-    zip_path = prepare_zip(store, target)
+    from orchzip.runtime.scheduler.control import keep_immutable_copy
+    zip_path, _sha = keep_immutable_copy(store, prepare_zip(store, target))
     return store.create_task(KIND, zip_path, args=args or {},
                              name=name or os.path.basename(os.path.abspath(target).rstrip("/")), **fields)
 

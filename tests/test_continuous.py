@@ -2,6 +2,7 @@
 
 import json
 import os
+import pathlib
 import subprocess
 import sys
 import textwrap
@@ -280,3 +281,23 @@ def test_sigterm_and_sighup_of_orchzip_run_continuously_kill_the_task_and_record
     (run,) = runs(orchzip_cli, task["id"])
     assert run["status"] == "killed" and sig_name in run["error"], run
     assert orchzip_cli("tasks", "show", task["id"], "--json").json()["status"] == "killed"
+
+
+@pytest.mark.timeout(180)
+def test_restarts_run_the_code_the_task_started_with_after_the_folder_is_edited_and_run_again(
+        orchzip_cli, state_dir, tmp_path, supervisors):
+    folder = orchestration(tmp_path, "versioned", """\
+        print("version one")
+    """)
+    supervisor = supervisors(state_dir, folder, "--backoff", "0.2", "--max-backoff", "0.2")
+    (task,) = wait_for(lambda: [t for t in tasks(orchzip_cli) if t["kind"] == "continuous"], 60, "the task")
+    wait_for(lambda: len(runs(orchzip_cli, task["id"])) >= 1, 60, "a first run")
+    (pathlib.Path(folder) / "main.py").write_text('print("version two")\n')
+    edited = orchzip_cli("run", folder, "--no-env", "--json")  # rebuilds the folder's zip in the state
+    assert edited.code == 0 and "version two" in orchzip_cli("runs", "logs", edited.json()["id"]).out
+    count = len(runs(orchzip_cli, task["id"]))
+    wait_for(lambda: len(runs(orchzip_cli, task["id"])) >= count + 2, 60, "two more restarts")
+    assert orchzip_cli("tasks", "kill", task["id"]).code == 0
+    supervisor.finish()
+    said = [orchzip_cli("runs", "logs", r["id"]).out for r in runs(orchzip_cli, task["id"])]
+    assert said and all("version one" in text and "version two" not in text for text in said)
