@@ -167,10 +167,8 @@ def build_unless_unchanged(folder, out_dir):
     from ._reuse import remember, reusable, source_key
 
     folder = os.path.abspath(folder)
-    if not os.path.isdir(folder):
-        raise ConfigError(f"{folder}: not a folder; give the orchestration folder holding main.py")
     name = os.path.basename(folder.rstrip(os.sep))
-    key = source_key(folder, name)
+    key = source_key(folder, name)  # a missing folder gives a key no zip has: build() refuses it
     zip_path = os.path.abspath(os.path.join(out_dir, f"{name}.zip"))
     if reusable(zip_path, key):
         return zip_path

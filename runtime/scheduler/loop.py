@@ -27,6 +27,8 @@ import socket
 import threading
 import time
 
+import psutil
+
 from orchzip.errors import ConfigError, OrchzipError
 from orchzip.runtime.scheduler.clock import SystemClock, from_iso, to_iso
 from orchzip.runtime.scheduler.policies import (
@@ -166,7 +168,6 @@ class Scheduler:
             self.close()
 
     def start(self):
-        import psutil  # the run extra's; `orchzip schedule --help` reads this module's defaults without it
         me = psutil.Process()
         holder = self.store.acquire_lease(self._pid, me.create_time(), socket.gethostname(), _holder_alive)
         if holder is not None:
@@ -369,7 +370,6 @@ def _holder_alive(lease):
     if lease["host"] != socket.gethostname():
         heartbeat = from_iso(lease["heartbeat_at"])
         return datetime.datetime.now(datetime.timezone.utc) - heartbeat < FOREIGN_HOST_STALE
-    import psutil
     try:
         process = psutil.Process(lease["pid"])
         return lease["pid_started"] is None or abs(process.create_time() - lease["pid_started"]) < 1.0
