@@ -238,10 +238,9 @@ def test_run_continuously_over_the_api_restarts_survives_a_server_restart_and_is
         server.stop()
 
 
-@pytest.mark.timeout(180)
-def test_a_continuous_task_whose_orchzip_run_was_killed_outright_ends_failed(orchzip_cli, state_dir, tmp_path,
-                                                                               supervisors):
-    import signal
+def serving(orchzip_cli, state_dir, tmp_path, supervisors):
+    """`orchzip run --continuously` of a main.py that serves until stopped, once it serves:
+    ``(supervisor, task)``."""
     folder = orchestration(tmp_path, "service", """\
         import time
         while True:
@@ -251,6 +250,14 @@ def test_a_continuous_task_whose_orchzip_run_was_killed_outright_ends_failed(orc
     supervisor = supervisors(state_dir, folder)
     (task,) = wait_for(lambda: [t for t in tasks(orchzip_cli) if t["last_run"] == "running"], 60, "the service")
     wait_for(lambda: "serving" in orchzip_cli("runs", "logs", "--last").out, 60, "main.py to serve")
+    return supervisor, task
+
+
+@pytest.mark.timeout(180)
+def test_a_continuous_task_whose_orchzip_run_was_killed_outright_ends_failed(orchzip_cli, state_dir, tmp_path,
+                                                                               supervisors):
+    import signal
+    supervisor, task = serving(orchzip_cli, state_dir, tmp_path, supervisors)
     supervisor.process.send_signal(signal.SIGKILL)  # nothing is recorded, nothing restarts it
     supervisor.process.wait(timeout=30)
     ended = wait_for(lambda: [t for t in tasks(orchzip_cli) if t["status"] == "failed"], 60, "the task to end")
@@ -266,15 +273,7 @@ def test_a_continuous_task_whose_orchzip_run_was_killed_outright_ends_failed(orc
 def test_sigterm_and_sighup_of_orchzip_run_continuously_kill_the_task_and_record_why(
         orchzip_cli, state_dir, tmp_path, supervisors, sig_name):
     import signal
-    folder = orchestration(tmp_path, "service", """\
-        import time
-        while True:
-            print("serving", flush=True)
-            time.sleep(0.2)
-    """)
-    supervisor = supervisors(state_dir, folder)
-    (task,) = wait_for(lambda: [t for t in tasks(orchzip_cli) if t["last_run"] == "running"], 60, "the service")
-    wait_for(lambda: "serving" in orchzip_cli("runs", "logs", "--last").out, 60, "main.py to serve")
+    supervisor, task = serving(orchzip_cli, state_dir, tmp_path, supervisors)
     supervisor.process.send_signal(getattr(signal, sig_name))
     code, out, err = supervisor.finish()
     assert code == 130 and "interrupted" in err, (code, err)

@@ -33,6 +33,14 @@ def spec(name, path, version="1", **extra):
             "tensor_column": None, "input_schema": None, "output_schema": None, "python": None, **extra}
 
 
+def infer_records(server, pipeline, rows):
+    """``rows`` inferred through `orchzip serve`'s pipeline endpoint as pandas records: the records."""
+    answer = server.post(f"/v1/api/pipelines/infer/{pipeline}-1/{pipeline}", data=json.dumps(rows),
+                         headers={**server.headers, "Content-Type": "application/json; format=pandas-records"})
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
 def test_two_onnx_steps_chain_and_keep_the_original_input(tmp_path):
     scaler = scaling_model(tmp_path / "scale.onnx", 2.0, input_name="z", output_name="scaled")
     batch = houses()
@@ -178,10 +186,7 @@ def test_serve_infers_through_a_multistep_pipeline(tmp_path):
     server = Server(state, tmp_path / "serve.log", "--no-env").start()
     try:
         rows = reference_rows()[:20]
-        answer = server.post("/v1/api/pipelines/infer/scaled-1/scaled", data=json.dumps(rows),
-                             headers={**server.headers, "Content-Type": "application/json; format=pandas-records"})
-        assert answer.status_code == 200, answer.text
-        records = answer.json()
+        records = infer_records(server, "scaled", rows)
         assert records[0]["in"] == {"tensor": rows[0]["tensor"]} and set(records[0]["out"]) == {"scaled"}
         np.testing.assert_allclose([r["out"]["scaled"][0] for r in records], 2 * rf_predictions(houses(20)),
                                    rtol=1e-5)
@@ -325,10 +330,7 @@ def test_serve_infers_through_a_python_step_and_its_worker_ends_with_the_server(
     server = Server(state, tmp_path / "serve.log", "--no-env").start()
     try:
         rows = reference_rows()[:10]
-        answer = server.post("/v1/api/pipelines/infer/priced-1/priced", data=json.dumps(rows),
-                             headers={**server.headers, "Content-Type": "application/json; format=pandas-records"})
-        assert answer.status_code == 200, answer.text
-        records = answer.json()
+        records = infer_records(server, "priced", rows)
         predicted = rf_predictions(houses(10))
         np.testing.assert_allclose([r["out"]["price_k"][0] for r in records], predicted / 1000.0, rtol=1e-6)
         assert [r["out"]["expensive"] for r in records] == [int(p > 500_000) for p in predicted]
